@@ -1,0 +1,1 @@
+//! synod-node: a Multi-Paxos key-value node.
