@@ -1,1 +1,36 @@
-//! placeholder
+//! synod-nemesis: the cluster under test and the faults done to it.
+//!
+//! A [`Backend`] brings a cluster of `synod-node`s up, addresses its nodes,
+//! kills, restarts, pauses them and carries network faults on its peer
+//! links; the [`Nemesis`] decides what to break and when, keeps the faults
+//! in force as data and re-applies their sum idempotently, and reports every
+//! start and stop as an event for the history. Whatever happens, a run ends
+//! with [`Nemesis::heal_all`] and [`Backend::teardown`].
+//!
+//! # Layout
+//!
+//! - [`backend`]: the [`Backend`] trait, [`NodeId`] and [`Link`].
+//! - [`local`]: the `local` backend: child processes on loopback, their
+//!   data directories and logs in the run directory.
+//! - [`proxy`]: the TCP link proxy in front of every directed peer link:
+//!   blackhole, delay with jitter, resets, all without root.
+//! - [`fault`]: the fault kinds (`--nemesis` names), a fault with its
+//!   targets, and the state the faults in force add up to.
+//! - [`nemesis`]: the scheduler that starts, holds and heals faults.
+//! - [`admin`]: the node's admin API (status, clock, crash).
+//! - [`error`]: [`NemesisError`], what went wrong in words a user can act on.
+
+pub mod admin;
+pub mod backend;
+pub mod error;
+pub mod fault;
+pub mod local;
+pub mod nemesis;
+pub mod proxy;
+
+pub use backend::{Backend, Link, NodeId};
+pub use error::{NemesisError, Result};
+pub use fault::{Fault, FaultKind};
+pub use local::{LocalBackend, LocalConfig};
+pub use nemesis::{EventSink, Nemesis, NemesisEvent, Schedule};
+pub use proxy::{Delay, LinkFault, LinkProxy};

@@ -1,0 +1,76 @@
+//! The nemesis' typed errors: what can go wrong bringing a cluster up,
+//! injecting a fault or tearing it down, said so a user knows what to do.
+
+use std::path::PathBuf;
+
+use crate::NodeId;
+
+/// Why a backend or the nemesis could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum NemesisError {
+    /// The `synod-node` binary is not where we looked.
+    #[error(
+        "the node binary was not found at {}: build it with `cargo build --release --workspace` \
+         (it lands next to `synod`), or point SYNOD_NODE_BIN at it",
+        path.display()
+    )]
+    NodeBinaryMissing { path: PathBuf },
+
+    /// A port the user asked for is taken by another process.
+    #[error("port {port} on 127.0.0.1 is already in use: choose another --base-port or stop what holds it")]
+    PortInUse { port: u16 },
+
+    /// Spawning a node process failed.
+    #[error("cannot start node {node} ({}): {source}", bin.display())]
+    Spawn {
+        node: NodeId,
+        bin: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A node exited or never answered while we waited for it to come up.
+    #[error("node {node} did not become healthy: {reason} (see its log: {})", log.display())]
+    NotHealthy {
+        node: NodeId,
+        reason: String,
+        log: PathBuf,
+    },
+
+    /// A node id that is not in this cluster.
+    #[error("no such node: {0}")]
+    UnknownNode(NodeId),
+
+    /// An admin request to a node failed.
+    #[error("admin request {what} to node {node} failed: {reason}")]
+    Admin {
+        node: NodeId,
+        what: &'static str,
+        reason: String,
+    },
+
+    /// A fault name on the command line that the nemesis does not know.
+    #[error("unknown fault {name:?}: expected one of {known}")]
+    UnknownFault { name: String, known: String },
+
+    /// Any other I/O failure, with what we were doing.
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NemesisError {
+    /// Wraps an I/O error with a description of what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        NemesisError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// The nemesis' result type.
+pub type Result<T, E = NemesisError> = std::result::Result<T, E>;

@@ -1,0 +1,276 @@
+//! The nemesis: keeps the faults in force as data, re-applies their sum to
+//! the cluster idempotently after every change, runs a schedule of faults
+//! drawn from a seed, and records every start and stop as an event.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::admin::Admin;
+use crate::backend::{Backend, Link, NodeId};
+use crate::error::Result;
+use crate::fault::{Desired, Fault, FaultKind, Skew};
+
+/// A fault started or stopped, for the history (`"process":"nemesis"`,
+/// `"type":"info"`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NemesisEvent {
+    /// `start-partition`, `stop-kill`, ...
+    pub f: String,
+    /// The targets, e.g. `{"killed":["n2"]}`.
+    pub value: Value,
+}
+
+/// Where the nemesis reports its events; the bench stamps and records them.
+pub type EventSink = Box<dyn Fn(NemesisEvent) + Send + Sync>;
+
+/// When and what to break.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    /// The kinds to choose from, uniformly; empty means no faults.
+    pub kinds: Vec<FaultKind>,
+    /// Quiet time before each fault, and how long each fault holds.
+    pub interval: Duration,
+    /// Seeds the choice of faults and targets.
+    pub seed: u64,
+}
+
+/// Fault injection over a [`Backend`].
+pub struct Nemesis<B: Backend> {
+    backend: Arc<B>,
+    admin: Admin,
+    /// Targets and kinds come from here, so a seed replays a run's faults.
+    rng: ChaCha8Rng,
+    /// The faults in force, in the order they started.
+    active: Vec<Fault>,
+    /// The clocks as last set on each node, so only changes are sent.
+    clocks: BTreeMap<NodeId, Skew>,
+    /// Set by `heal_all`: tell every node its clock again, whatever we
+    /// believe it is.
+    resend_clocks: bool,
+    sink: EventSink,
+    /// The names of the faults in force, for a progress display.
+    in_force: watch::Sender<Vec<String>>,
+}
+
+impl<B: Backend> Nemesis<B> {
+    pub fn new(backend: Arc<B>, seed: u64, sink: EventSink) -> Result<Nemesis<B>> {
+        let admin = Admin::new(backend.token())?;
+        Ok(Nemesis {
+            backend,
+            admin,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            active: Vec::new(),
+            clocks: BTreeMap::new(),
+            resend_clocks: false,
+            sink,
+            in_force: watch::channel(Vec::new()).0,
+        })
+    }
+
+    /// Follows the names of the faults in force.
+    pub fn watch_in_force(&self) -> watch::Receiver<Vec<String>> {
+        self.in_force.subscribe()
+    }
+
+    /// The faults in force.
+    pub fn active(&self) -> &[Fault] {
+        &self.active
+    }
+
+    /// Draws a fault of `kind` for this cluster.
+    pub async fn draw(&mut self, kind: FaultKind) -> Fault {
+        let leader = self.admin.find_leader(&*self.backend).await;
+        Fault::generate(kind, &self.backend.nodes(), leader, &mut self.rng)
+    }
+
+    /// Puts `fault` in force, recording `start-<kind>` first.
+    pub async fn start(&mut self, fault: Fault) {
+        (self.sink)(NemesisEvent {
+            f: format!("start-{}", fault.kind),
+            value: fault.value.clone(),
+        });
+        self.active.push(fault);
+        self.publish();
+        let errors = self.reconcile().await;
+        for e in errors {
+            tracing::warn!(error = %e, "applying a fault");
+        }
+    }
+
+    /// Heals the oldest fault in force, recording `stop-<kind>` once healed.
+    pub async fn stop_oldest(&mut self) {
+        if self.active.is_empty() {
+            return;
+        }
+        let fault = self.active.remove(0);
+        self.finish(vec![fault]).await;
+    }
+
+    /// Heals every fault, recording a `stop-` event for each. Idempotent:
+    /// with nothing in force it still re-applies the healthy state (every
+    /// link healthy, every node continued and running, every clock true).
+    pub async fn heal_all(&mut self) {
+        let faults = std::mem::take(&mut self.active);
+        self.resend_clocks = true;
+        self.finish(faults).await;
+    }
+
+    async fn finish(&mut self, faults: Vec<Fault>) {
+        self.publish();
+        let errors = self.reconcile().await;
+        for fault in faults {
+            let mut value = fault.value.clone();
+            if !errors.is_empty() {
+                value = json!({"targets": value, "errors": errors});
+            }
+            (self.sink)(NemesisEvent {
+                f: format!("stop-{}", fault.kind),
+                value,
+            });
+        }
+    }
+
+    fn publish(&self) {
+        let names = self.active.iter().map(|f| f.kind.to_string()).collect();
+        self.in_force.send_replace(names);
+    }
+
+    /// Makes the cluster match the sum of the faults in force. Safe to call
+    /// at any time: every step is idempotent. Returns what could not be
+    /// done, which is reported and never stops the run.
+    pub async fn reconcile(&mut self) -> Vec<String> {
+        let desired = Desired::of(&self.active);
+        let backend = self.backend.clone();
+        let nodes = backend.nodes();
+        let mut errors = Vec::new();
+        for &from in &nodes {
+            for &to in &nodes {
+                if from != to {
+                    let link = Link { from, to };
+                    if let Err(e) = backend.set_link(link, desired.link(link)) {
+                        errors.push(e.to_string());
+                    }
+                }
+            }
+        }
+        // Clocks before kills: a node that is about to go down still hears.
+        for &n in &nodes {
+            let want = desired.clocks.get(&n).copied().unwrap_or(Skew::NONE);
+            let known = self.clocks.get(&n).copied().unwrap_or(Skew::NONE);
+            if (self.resend_clocks || known != want) && backend.is_running(n) {
+                match self
+                    .admin
+                    .set_clock(&*backend, n, want.offset_ms, want.rate)
+                    .await
+                {
+                    Ok(()) => {
+                        self.clocks.insert(n, want);
+                    }
+                    Err(e) => errors.push(e.to_string()),
+                }
+            }
+        }
+        for &n in &nodes {
+            match desired.down.get(&n) {
+                Some(&power_loss) => {
+                    if backend.is_running(n) {
+                        let r = if power_loss && !desired.paused.contains(&n) {
+                            match self.admin.crash(&*backend, n).await {
+                                Ok(()) => backend.reap(n, Duration::from_secs(3)).await,
+                                Err(e) => {
+                                    errors.push(e.to_string());
+                                    backend.kill(n).await
+                                }
+                            }
+                        } else {
+                            backend.kill(n).await
+                        };
+                        if let Err(e) = r {
+                            errors.push(e.to_string());
+                        }
+                        // A restarted node's clock starts true.
+                        self.clocks.remove(&n);
+                    }
+                }
+                None => {
+                    if !backend.is_running(n) {
+                        self.clocks.remove(&n);
+                        if let Err(e) = backend.restart(n).await {
+                            errors.push(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        for &n in &nodes {
+            let r = if desired.paused.contains(&n) && !desired.down.contains_key(&n) {
+                backend.pause(n)
+            } else {
+                backend.resume(n)
+            };
+            if let Err(e) = r {
+                errors.push(e.to_string());
+            }
+        }
+        self.resend_clocks = false;
+        // A node restarted above may need its skew (if a clock fault
+        // outlived its kill).
+        for &n in &nodes {
+            if let Some(&want) = desired.clocks.get(&n) {
+                if self.clocks.get(&n) != Some(&want) && backend.is_running(n) {
+                    if let Ok(()) = self
+                        .admin
+                        .set_clock(&*backend, n, want.offset_ms, want.rate)
+                        .await
+                    {
+                        self.clocks.insert(n, want);
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// Runs `schedule` until `stop` turns true: quiet for an interval, a
+    /// fault for an interval, and again. Faults in force when it stops stay
+    /// in force: call [`Nemesis::heal_all`] next.
+    pub async fn run(&mut self, schedule: &Schedule, mut stop: watch::Receiver<bool>) {
+        if schedule.kinds.is_empty() {
+            return;
+        }
+        loop {
+            if wait_or_stop(schedule.interval, &mut stop).await {
+                return;
+            }
+            let kind = *schedule
+                .kinds
+                .choose(&mut self.rng)
+                .unwrap_or(&FaultKind::Partition);
+            let fault = self.draw(kind).await;
+            self.start(fault).await;
+            if wait_or_stop(schedule.interval, &mut stop).await {
+                return;
+            }
+            self.stop_oldest().await;
+        }
+    }
+}
+
+/// Sleeps for `d`; true if `stop` turned true first.
+async fn wait_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow_and_update() {
+        return true;
+    }
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        r = stop.wait_for(|s| *s) => { let _ = r; true }
+    };
+    stopped || *stop.borrow()
+}
