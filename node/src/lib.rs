@@ -1,1 +1,34 @@
 //! synod-node: a Multi-Paxos key-value node.
+//!
+//! # Layout
+//!
+//! - [`types`]: ballots, slots, values, commands, log entries, client
+//!   requests and outcomes.
+//! - [`config`]: the protocol settings (`docs/api.md`'s flags).
+//! - [`message`]: the protocol messages between nodes (JSON on the wire).
+//! - [`replica`]: the pure Multi-Paxos core. **Start here**: its module doc
+//!   explains the algorithm and how a shell drives it (inputs in, outputs
+//!   out, persist before send).
+//! - [`kv`]: the replicated state machine with per-client deduplication.
+//! - [`storage`]: durable records, the [`storage::Storage`] trait, the
+//!   file-backed log (CRC frames, group commit, atomic snapshots) and the
+//!   simulation's in-memory disk that models power loss.
+//! - [`sim`]: the deterministic simulation: a seeded cluster, a faulty
+//!   network, crashes, pauses, clock skew and clients recording a history.
+//!
+//! The HTTP server (a thin async shell over [`replica::Replica`]) lives in
+//! the binary.
+
+pub mod config;
+pub mod kv;
+pub mod message;
+pub mod replica;
+pub mod sim;
+pub mod storage;
+pub mod types;
+
+pub use config::{Config, Fsync, Learn, Proposers, Reads};
+pub use message::Message;
+pub use replica::{Input, Outputs, Replica, Status};
+pub use storage::{Record, Snapshot, Storage, StorageError};
+pub use types::*;

@@ -1,1 +1,2 @@
+//! synod-node: the HTTP server around the core (a later issue).
 fn main() {}

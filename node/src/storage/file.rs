@@ -1,0 +1,232 @@
+//! The real disk: `log` (append-only frames) and `snapshot` in a data
+//! directory, locked with `flock` so a second process refuses to start.
+//!
+//! Group commit is the caller's: many `append`s, then one `sync`
+//! (`fdatasync`, skipped with `fsync=never`). Snapshots and compacted logs
+//! are written to a temporary file, fsynced, renamed over the old one, and
+//! the directory fsynced, so a crash leaves the old or the new file whole.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use super::codec::{self, Frame};
+use super::{Compaction, Record, Recovered, Snapshot, Storage, StorageError};
+use crate::config::Fsync;
+
+/// File-backed storage of one node.
+pub struct FileStorage {
+    dir: PathBuf,
+    fsync: Fsync,
+    /// Open for appending once `load` has checked (and maybe truncated) it.
+    log: Option<File>,
+    /// Frames encoded since the last write, so one `sync` writes them all
+    /// with a single syscall.
+    pending: Vec<u8>,
+    /// Held for the life of the storage: the `flock` on `LOCK`.
+    _lock: File,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl FileStorage {
+    /// Opens (creating) the data directory and locks it.
+    pub fn open(dir: impl Into<PathBuf>, fsync: Fsync) -> Result<Self, StorageError> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is touched.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            return Err(StorageError::Locked {
+                path: dir.display().to_string(),
+            });
+        }
+        Ok(FileStorage {
+            dir,
+            fsync,
+            log: None,
+            pending: Vec::new(),
+            _lock: lock,
+        })
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("log")
+    }
+
+    pub fn snapshot_path(&self) -> PathBuf {
+        self.dir.join("snapshot")
+    }
+
+    fn open_log(&mut self) -> Result<&mut File, StorageError> {
+        if self.log.is_none() {
+            let path = self.log_path();
+            let f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
+            self.log = Some(f);
+        }
+        Ok(self.log.as_mut().expect("opened just above"))
+    }
+
+    fn sync_dir(&self) -> Result<(), StorageError> {
+        let d = File::open(&self.dir).map_err(io_err(&self.dir))?;
+        d.sync_all().map_err(io_err(&self.dir))
+    }
+
+    /// Writes `bytes` to `name` atomically: temp file, fsync, rename, fsync
+    /// of the directory.
+    fn replace_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+        let tmp = self.dir.join(format!("{name}.tmp"));
+        let dst = self.dir.join(name);
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(bytes).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+        drop(f);
+        fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
+        self.sync_dir()
+    }
+}
+
+/// Reads a whole file, `None` if it does not exist.
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match File::open(path) {
+        Ok(mut f) => {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).map_err(io_err(path))?;
+            Ok(Some(buf))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// Parses a log image: the good records and the length of the good prefix.
+/// A torn tail ends the prefix; a damaged frame is an error at its offset.
+pub fn parse_log(buf: &[u8], file: &str) -> Result<(Vec<Record>, usize), StorageError> {
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at < buf.len() {
+        match codec::decode::<Record>(buf, at) {
+            Frame::Good(r, next) => {
+                records.push(r);
+                at = next;
+            }
+            Frame::Torn => break,
+            Frame::Damaged(reason) => {
+                return Err(StorageError::Corrupt {
+                    file: file.to_string(),
+                    offset: at as u64,
+                    reason,
+                })
+            }
+        }
+    }
+    Ok((records, at))
+}
+
+impl Storage for FileStorage {
+    fn load(&mut self) -> Result<Recovered, StorageError> {
+        let snap_path = self.snapshot_path();
+        let snapshot = match read_opt(&snap_path)? {
+            None => None,
+            Some(buf) => match codec::decode::<Snapshot>(&buf, 0) {
+                Frame::Good(s, end) if end == buf.len() => Some(s),
+                Frame::Good(..) => {
+                    return Err(StorageError::Corrupt {
+                        file: snap_path.display().to_string(),
+                        offset: 0,
+                        reason: "trailing bytes after the snapshot".into(),
+                    })
+                }
+                // Snapshots are renamed into place whole: torn is damaged.
+                Frame::Torn => {
+                    return Err(StorageError::Corrupt {
+                        file: snap_path.display().to_string(),
+                        offset: 0,
+                        reason: "snapshot is shorter than its header says".into(),
+                    })
+                }
+                Frame::Damaged(reason) => {
+                    return Err(StorageError::Corrupt {
+                        file: snap_path.display().to_string(),
+                        offset: 0,
+                        reason,
+                    })
+                }
+            },
+        };
+        let log_path = self.log_path();
+        let buf = read_opt(&log_path)?.unwrap_or_default();
+        let (records, good) = parse_log(&buf, &log_path.display().to_string())?;
+        if good < buf.len() {
+            tracing::warn!(
+                file = %log_path.display(),
+                offset = good,
+                dropped_bytes = buf.len() - good,
+                "torn tail in the log (a crash mid-write): truncating it"
+            );
+            let f = OpenOptions::new()
+                .write(true)
+                .open(&log_path)
+                .map_err(io_err(&log_path))?;
+            f.set_len(good as u64).map_err(io_err(&log_path))?;
+            f.sync_all().map_err(io_err(&log_path))?;
+        }
+        self.log = None;
+        self.open_log()?;
+        Ok(Recovered { snapshot, records })
+    }
+
+    fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
+        for r in records {
+            codec::encode(r, &mut self.pending);
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        let path = self.log_path();
+        let pending = std::mem::take(&mut self.pending);
+        let fsync = self.fsync;
+        let log = self.open_log()?;
+        if !pending.is_empty() {
+            log.write_all(&pending).map_err(io_err(&path))?;
+        }
+        if fsync == Fsync::Always {
+            log.sync_data().map_err(io_err(&path))?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, c: &Compaction) -> Result<(), StorageError> {
+        // Whatever was appended is superseded by `retained`.
+        self.pending.clear();
+        let mut snap = Vec::new();
+        codec::encode(&c.snapshot, &mut snap);
+        self.replace_atomically("snapshot", &snap)?;
+        let mut log = Vec::new();
+        for r in &c.retained {
+            codec::encode(r, &mut log);
+        }
+        self.log = None;
+        self.replace_atomically("log", &log)?;
+        self.open_log()?;
+        Ok(())
+    }
+}
