@@ -3,6 +3,12 @@
 //! # Layout
 //!
 //! - `check`: `synod check`, judge a stored or imported history.
+//! - `run`: `synod run`, a cluster, a workload, a nemesis, a verdict.
+//! - `client`: the [`client::Client`] trait and its targets (Synod's HTTP
+//!   API, etcd's JSON gateway, an in-process null target).
+//! - `workload`: client processes, keys, mix, open and closed loops.
+//! - `recorder`: the one task that streams the history to disk.
+//! - `store`: run directories and `store/latest`.
 //!
 //! `main` parses the command line, runs one subcommand and turns its result
 //! into the exit status every subcommand shares: 0 valid, 1 invalid,
@@ -13,6 +19,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod check;
+mod client;
+mod recorder;
+mod run;
+mod store;
+mod workload;
 
 /// Synod: a Jepsen-style fault-injection test bench for Paxos.
 #[derive(Parser)]
@@ -26,6 +37,54 @@ struct Cli {
 enum Command {
     /// Check a history for linearizability and write its report.
     Check(check::CheckArgs),
+    /// Run a chaos test: a cluster, clients, faults, then a verdict.
+    Run(Box<run::RunArgs>),
+    /// Measure the workload and recorder against the in-process null
+    /// target (what `cargo bench -p synod-bench` runs).
+    #[command(hide = true)]
+    BenchWorkload(BenchWorkloadArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchWorkloadArgs {
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent workers.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Open loop at this many ops/s; closed loop if absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Where to stream the history (a temporary file if absent).
+    #[arg(long)]
+    history: Option<std::path::PathBuf>,
+}
+
+fn bench_workload(args: BenchWorkloadArgs) -> anyhow::Result<ExitCode> {
+    let path = args.history.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("synod-bench-{}.jsonl", std::process::id()))
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let figures = rt.block_on(workload::bench_null(
+        &path,
+        std::time::Duration::from_secs_f64(args.seconds),
+        args.concurrency.max(1),
+        args.rate,
+    ))?;
+    println!("{}", serde_json::to_string(&figures)?);
+    println!(
+        "null target: {} ops in {:.2} s = {:.0} ops/s, {} events, history {:.1} MB at {}",
+        figures.ops,
+        figures.seconds,
+        figures.ops_per_sec,
+        figures.events,
+        figures.history_bytes as f64 / 1e6,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The exit status for "the run or its input was bad".
@@ -46,6 +105,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Run(args) => run::run(*args),
+        Command::BenchWorkload(args) => bench_workload(args),
     };
     match result {
         Ok(code) => code,
