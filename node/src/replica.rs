@@ -236,6 +236,8 @@ pub struct Replica {
     commit: Slot,
     /// Slots below are only in the snapshot.
     log_start: Slot,
+    /// The slot of the latest snapshot (its state covers every slot below).
+    snapshot_at: Slot,
     kv: Kv,
     /// learn=all: votes per (slot, ballot).
     votes: HashMap<(Slot, Ballot), BTreeSet<NodeId>>,
@@ -292,6 +294,7 @@ impl Replica {
             chosen: BTreeMap::new(),
             commit: log_start,
             log_start,
+            snapshot_at: log_start,
             kv,
             votes: HashMap::new(),
             known_commit: log_start,
@@ -934,6 +937,7 @@ impl Replica {
         );
         self.kv = snap.state;
         self.log_start = at;
+        self.snapshot_at = at;
         self.commit = self.commit.max(at);
         self.chosen = self.chosen.split_off(&at);
         self.accepted = self.accepted.split_off(&at);
@@ -1007,15 +1011,21 @@ impl Replica {
         }
     }
 
+    /// Every `snapshot_every` applied slots: snapshot the state and drop
+    /// the log before it, keeping a tail of half that many chosen entries
+    /// so a slightly lagging peer catches up with entries (whose clients
+    /// get their replies) rather than a snapshot.
     fn maybe_compact(&mut self, out: &mut Outputs) {
         let every = self.cfg.snapshot_every;
-        if every == 0 || self.kv.applied < self.log_start + every {
+        if every == 0 || self.kv.applied < self.snapshot_at + every {
             return;
         }
         let at = self.kv.applied;
-        self.log_start = at;
-        self.chosen = self.chosen.split_off(&at);
-        self.accepted = self.accepted.split_off(&at);
+        self.snapshot_at = at;
+        let keep = at.saturating_sub(every / 2).max(self.log_start);
+        self.log_start = keep;
+        self.chosen = self.chosen.split_off(&keep);
+        self.accepted = self.accepted.split_off(&keep);
         self.votes.retain(|(s, _), _| *s >= at);
         out.compact = Some(self.compaction());
     }

@@ -193,6 +193,8 @@ pub struct Sim {
     requests: HashMap<(usize, RequestId), usize>,
     history: Vec<HistLine>,
     faulty: bool,
+    /// `SYNOD_SIM_TRACE=1`: print every step (for replays).
+    trace: bool,
     healed_at: Option<u64>,
     end: u64,
     // Invariant state.
@@ -249,6 +251,7 @@ impl Sim {
             requests: HashMap::new(),
             history: Vec::new(),
             faulty: true,
+            trace: std::env::var_os("SYNOD_SIM_TRACE").is_some(),
             healed_at: None,
             end,
             chosen: HashMap::new(),
@@ -422,11 +425,37 @@ impl Sim {
 
     /// Hands one input to node `i` and carries out its outputs.
     fn drive(&mut self, i: usize, input: Input) {
+        let trace = self.trace;
         let out = {
             let Some(r) = self.nodes[i].replica.as_mut() else {
                 return;
             };
-            r.handle(input)
+            let before = trace.then(|| r.status());
+            let what = trace.then(|| describe(&input));
+            let out = r.handle(input);
+            if let (Some(b), Some(what)) = (before, what) {
+                let a = r.status();
+                let sends: Vec<String> = out
+                    .send
+                    .iter()
+                    .map(|(to, m)| format!("{}->n{to}", m.kind()))
+                    .collect();
+                eprintln!(
+                    "{:>6}ms n{} {what} | {:?}/{} commit {} leader {:?} -> {:?}/{} commit {} leader {:?} | {sends:?} replies {}",
+                    self.now,
+                    i + 1,
+                    b.role,
+                    b.ballot,
+                    b.commit_index,
+                    b.leader,
+                    a.role,
+                    a.ballot,
+                    a.commit_index,
+                    a.leader,
+                    out.replies.len()
+                );
+            }
+            out
         };
         // Persist before send: append, sync (group commit of this step).
         let disk = &mut self.nodes[i].disk;
@@ -888,6 +917,24 @@ impl Sim {
                 self.nemesis_line("stop-crash", json!({"node": format!("n{}", i + 1)}));
             }
         }
+    }
+}
+
+fn describe(input: &Input) -> String {
+    match input {
+        Input::Message { from, msg } => match msg {
+            Message::Accept { ballot, slot, .. } => format!("accept {ballot} s{slot} from n{from}"),
+            Message::Accepted { ballot, slot, .. } => {
+                format!("accepted {ballot} s{slot} from n{from}")
+            }
+            Message::Forward { commands } => {
+                let ids: Vec<u64> = commands.iter().map(|c| c.id.request).collect();
+                format!("forward {ids:?} from n{from}")
+            }
+            m => format!("{} from n{from}", m.kind()),
+        },
+        Input::Tick { .. } => "tick".into(),
+        Input::Client(r) => format!("client request {} {:?}", r.id, r.op),
     }
 }
 
