@@ -45,9 +45,7 @@ impl<'de> Deserialize<'de> for Process {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         match Value::deserialize(d)? {
             Value::Number(n) => n.as_u64().map(Process::Client).ok_or_else(|| {
-                serde::de::Error::custom(format!(
-                    "process must be a non-negative integer, got {n}"
-                ))
+                serde::de::Error::custom(format!("process must be a non-negative integer, got {n}"))
             }),
             Value::String(s) if s == "nemesis" => Ok(Process::Nemesis),
             other => Err(serde::de::Error::custom(format!(
@@ -302,7 +300,9 @@ impl Validator {
             }
             kind => {
                 let Some((f, key)) = self.busy.remove(&p) else {
-                    return Err(format!("{kind} completion by process {p} without an invoke"));
+                    return Err(format!(
+                        "{kind} completion by process {p} without an invoke"
+                    ));
                 };
                 if f != e.f || key != e.key {
                     return Err(format!(
