@@ -62,6 +62,7 @@ struct BenchWorkloadArgs {
 }
 
 fn bench_workload(args: BenchWorkloadArgs) -> anyhow::Result<ExitCode> {
+    let keep = args.history.is_some();
     let path = args.history.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("synod-bench-{}.jsonl", std::process::id()))
     });
@@ -82,8 +83,15 @@ fn bench_workload(args: BenchWorkloadArgs) -> anyhow::Result<ExitCode> {
         figures.ops_per_sec,
         figures.events,
         figures.history_bytes as f64 / 1e6,
-        path.display()
+        if keep {
+            path.display().to_string()
+        } else {
+            "a temporary file, now removed".to_string()
+        }
     );
+    if !keep {
+        let _ = std::fs::remove_file(&path);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

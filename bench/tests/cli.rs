@@ -1,0 +1,96 @@
+//! Bad input to the built `synod` binary: a clear message and exit 3,
+//! never a panic.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn synod(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_synod"));
+    cmd.args(args).env_remove("SYNOD_NODE_BIN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("cannot run synod")
+}
+
+fn store() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "synod-cli-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn assert_clear_failure(out: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "exit status; stderr:\n{stderr}");
+    assert!(stderr.contains(needle), "expected {needle:?} in:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "a panic:\n{stderr}");
+}
+
+#[test]
+fn unknown_flag_is_rejected() {
+    let out = synod(&["run", "--frobnicate"], &[]);
+    assert_clear_failure(&out, "--frobnicate");
+}
+
+#[test]
+fn unknown_fault_name_is_rejected_with_the_known_ones() {
+    let out = synod(&["run", "--nemesis", "partition,earthquake"], &[]);
+    assert_clear_failure(&out, "unknown fault \"earthquake\"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("power-loss"));
+}
+
+#[test]
+fn bad_mix_is_rejected() {
+    let out = synod(&["run", "--mix", "read=1,append=2"], &[]);
+    assert_clear_failure(&out, "unknown operation \"append\"");
+}
+
+#[test]
+fn bad_node_setting_is_rejected() {
+    let out = synod(&["run", "--reads", "sometimes"], &[]);
+    assert_clear_failure(&out, "sometimes");
+}
+
+#[test]
+fn missing_node_binary_says_how_to_build_it() {
+    let s = store();
+    let out = synod(
+        &["run", "--store", s.to_str().unwrap(), "--time-limit", "1"],
+        &[("SYNOD_NODE_BIN", "/nonexistent/synod-node")],
+    );
+    assert_clear_failure(&out, "cargo build --release --workspace");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/synod-node"));
+    std::fs::remove_dir_all(&s).ok();
+}
+
+#[test]
+fn port_in_use_is_named() {
+    let s = store();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = synod(
+        &[
+            "run",
+            "--store",
+            s.to_str().unwrap(),
+            "--base-port",
+            &port,
+            "--nodes",
+            "1",
+        ],
+        &[("SYNOD_NODE_BIN", "/nonexistent/synod-node")],
+    );
+    assert_clear_failure(&out, &format!("port {port}"));
+    std::fs::remove_dir_all(&s).ok();
+}
+
+#[test]
+fn etcd_target_without_endpoints_is_rejected() {
+    let out = synod(&["run", "--target", "etcd"], &[]);
+    assert_clear_failure(&out, "--etcd-endpoints");
+}
