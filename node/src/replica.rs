@@ -177,6 +177,9 @@ struct Leader {
     ballot: Ballot,
     /// The next free slot.
     next_slot: Slot,
+    /// `next_slot` at election: every slot below was chosen by an earlier
+    /// leader or recovered by this one's phase 1.
+    term_start: Slot,
     in_flight: BTreeMap<Slot, InFlight>,
     /// Last time (own clock) each node answered this ballot.
     last_heard_from: HashMap<NodeId, u64>,
@@ -640,6 +643,7 @@ impl Replica {
         let mut leader = Leader {
             ballot: c.ballot,
             next_slot: end,
+            term_start: end,
             in_flight: BTreeMap::new(),
             last_heard_from: HashMap::new(),
             acked_sent_at: HashMap::new(),
@@ -704,9 +708,13 @@ impl Replica {
                 if self.current_ballot().is_some_and(|mine| mine < b) {
                     self.step_down(out);
                 }
-                self.promised = b;
                 self.follow(from, b);
                 let known = slot < self.log_start || self.chosen.contains_key(&slot);
+                if known && b > self.promised {
+                    // No accept record to carry the higher promise.
+                    out.persist.push(Record::Promise { ballot: b });
+                }
+                self.promised = b;
                 if !known {
                     out.persist.push(Record::Accept {
                         slot,
@@ -1305,10 +1313,20 @@ impl Replica {
             }
             if self.lease_mode() && self.now < self.lease_until() {
                 if let Role::Leader(l) = &self.role {
+                    // The read must see every write acknowledged before it.
+                    // With learn=leader only this leader declares slots
+                    // chosen, so its commit point (and its term's first
+                    // slots) suffice; with learn=all a follower may have
+                    // learned (and acknowledged) a slot this leader has not
+                    // counted yet, so wait for every slot proposed so far.
+                    let read_index = match self.cfg.learn {
+                        Learn::Leader => self.commit.max(l.term_start),
+                        Learn::All => l.next_slot,
+                    };
                     self.lease_reads.push(LeaseRead {
                         request: req.id,
                         key: key.clone(),
-                        read_index: l.next_slot,
+                        read_index,
                         deadline: self.now + self.cfg.request_timeout_ms,
                     });
                     self.serve_lease_reads(out);

@@ -32,7 +32,9 @@ pub struct SimConfig {
     pub power_loss: bool,
     /// Pause nodes (SIGSTOP-like: nothing runs, messages wait).
     pub pauses: bool,
-    /// Clock rates are drawn from `[1/(1+skew), 1+skew]`.
+    /// Change nodes' clock rates during the run (within `skew`).
+    pub clock: bool,
+    /// Clock rates are drawn log-uniformly from `[1/(1+skew), 1+skew]`.
     pub skew: f64,
     pub clients: usize,
     pub keys: usize,
@@ -62,6 +64,7 @@ impl SimConfig {
             crashes: true,
             power_loss: true,
             pauses: true,
+            clock: true,
             skew: 0.02,
             clients: 5,
             keys: 3,
@@ -79,6 +82,7 @@ impl SimConfig {
             (self.crashes, "crash"),
             (self.power_loss, "powerloss"),
             (self.pauses, "pause"),
+            (self.clock, "clock"),
         ] {
             if on {
                 f.push(name);
@@ -155,6 +159,7 @@ impl FromStr for SimConfig {
                     c.crashes = false;
                     c.power_loss = false;
                     c.pauses = false;
+                    c.clock = false;
                     for f in v.split('+').filter(|f| *f != "none") {
                         match f {
                             "partition" => c.partitions = true,
@@ -162,6 +167,7 @@ impl FromStr for SimConfig {
                             "crash" => c.crashes = true,
                             "powerloss" => c.power_loss = true,
                             "pause" => c.pauses = true,
+                            "clock" => c.clock = true,
                             other => return Err(format!("unknown fault {other:?}")),
                         }
                     }

@@ -154,8 +154,10 @@ struct SimNode {
     incarnation: u32,
     /// Nothing runs before this time.
     paused_until: u64,
+    /// The clock reads `base_local + (now - base_real) * rate`.
     rate: f64,
-    offset: u64,
+    base_local: u64,
+    base_real: u64,
 }
 
 struct Pending {
@@ -213,9 +215,10 @@ impl Sim {
         let n = cfg.nodes;
         let mut nodes = Vec::new();
         for _ in 0..n {
-            let hi = 1.0 + cfg.skew;
+            // Log-uniform in [1/(1+skew), 1+skew]: as many slow clocks as
+            // fast ones.
             let rate = if cfg.skew > 0.0 {
-                rng.gen_range(1.0 / hi..=hi)
+                (1.0 + cfg.skew).powf(rng.gen_range(-1.0..=1.0))
             } else {
                 1.0
             };
@@ -225,7 +228,8 @@ impl Sim {
                 incarnation: 0,
                 paused_until: 0,
                 rate,
-                offset: rng.gen_range(0..1_000_000),
+                base_local: rng.gen_range(0..1_000_000),
+                base_real: 0,
             });
         }
         let clients = (0..cfg.clients)
@@ -262,6 +266,11 @@ impl Sim {
             late_failures: Vec::new(),
             stats: SimStats::default(),
         };
+        if sim.trace {
+            for (i, node) in sim.nodes.iter().enumerate() {
+                eprintln!("n{} clock rate {:.3}", i + 1, node.rate);
+            }
+        }
         for i in 0..n {
             sim.start_node(i);
             let first = sim.rng.gen_range(0..TICK_MS);
@@ -305,7 +314,16 @@ impl Sim {
 
     fn clock(&self, i: usize) -> u64 {
         let n = &self.nodes[i];
-        n.offset + (self.now as f64 * n.rate) as u64
+        n.base_local + ((self.now - n.base_real) as f64 * n.rate) as u64
+    }
+
+    /// Draws a clock rate log-uniformly in `[1/(1+skew), 1+skew]`.
+    fn draw_rate(&mut self) -> f64 {
+        if self.cfg.skew > 0.0 {
+            (1.0 + self.cfg.skew).powf(self.rng.gen_range(-1.0..=1.0))
+        } else {
+            1.0
+        }
     }
 
     fn start_node(&mut self, i: usize) {
@@ -808,6 +826,9 @@ impl Sim {
         if self.cfg.pauses {
             actions.push("pause");
         }
+        if self.cfg.clock {
+            actions.push("clock");
+        }
         if actions.is_empty() {
             return;
         }
@@ -827,7 +848,13 @@ impl Sim {
                     let r = self.rng.gen_range(j..n);
                     side.swap(j, r);
                 }
-                let minority: Vec<usize> = side[..k].to_vec();
+                let mut minority: Vec<usize> = side[..k].to_vec();
+                // Half the time, isolate the leader (the most telling fault).
+                if self.rng.gen_bool(0.5) {
+                    if let Some(l) = self.leader() {
+                        minority = vec![l];
+                    }
+                }
                 for &a in &minority {
                     for b in 0..n {
                         if !minority.contains(&b) {
@@ -894,8 +921,30 @@ impl Sim {
                 self.nemesis_line("start-pause", json!({"node": name(i)}));
                 self.schedule(d, Event::Resume(i));
             }
+            "clock" => {
+                // A node's clock changes pace (continuously: no jumps).
+                let i = self.rng.gen_range(0..n);
+                let local = self.clock(i);
+                let rate = self.draw_rate();
+                let node = &mut self.nodes[i];
+                node.base_local = local;
+                node.base_real = self.now;
+                node.rate = rate;
+                self.nemesis_line("clock-rate", json!({"node": name(i), "rate": rate}));
+            }
             other => unreachable!("unknown nemesis action {other}"),
         }
+    }
+
+    /// The running node that believes it leads with the highest ballot.
+    fn leader(&self) -> Option<usize> {
+        (0..self.cfg.nodes)
+            .filter_map(|i| {
+                let r = self.nodes[i].replica.as_ref()?;
+                r.is_leader().then(|| (r.promised(), i))
+            })
+            .max()
+            .map(|(_, i)| i)
     }
 
     /// Ends every fault: links healed, nodes restarted and resumed, the

@@ -1,0 +1,213 @@
+//! The HTTP server around the pure core: a thin async shell.
+//!
+//! # Layout
+//!
+//! - [`cli`]: flags and `SYNOD_*` variables, turned into the core's config.
+//! - [`clock`]: the node's skewable clock; the core's only time source.
+//! - [`driver`]: the replica task, sole owner of the [`Replica`]; events in
+//!   (client requests, peer messages, ticks), groups of outputs out.
+//! - [`disk`]: the disk thread; group commit, then release of messages
+//!   and replies (persist before send).
+//! - [`peers`]: one link task per peer, batching messages into POSTs.
+//! - [`api`]: the client, peer and admin routers and the JSON errors.
+//! - [`metrics`]: atomics rendered in the Prometheus text format.
+//!
+//! Data flow of a write: handler → `Event::Client` → replica task →
+//! `Group` → disk thread (append, fdatasync) → peer links / the handler's
+//! oneshot → HTTP reply.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod disk;
+pub mod driver;
+pub mod metrics;
+pub mod peers;
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use synod_node::storage::FileStorage;
+use synod_node::{Replica, Storage, StorageError};
+use tokio::sync::mpsc;
+
+use self::cli::{Args, LogFormat};
+
+/// Events waiting for the replica task before handlers get "overloaded".
+const EVENT_QUEUE: usize = 65_536;
+
+/// Exit status when the data directory is held by another process.
+const EXIT_LOCKED: u8 = 3;
+
+/// The binary's entry point: the one place that turns errors into exit
+/// codes.
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("synod-node")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("synod-node: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let locked = e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<StorageError>(),
+                    Some(StorageError::Locked { .. })
+                )
+            });
+            eprintln!("synod-node: error: {e:#}");
+            tracing::error!("{e:#}");
+            if locked {
+                ExitCode::from(EXIT_LOCKED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let peer_urls = args.peer_urls()?;
+    let cfg = args.config(&peer_urls)?;
+    let id = cfg.id;
+
+    // Lock and load first: a second process on this directory must stop
+    // here, before it binds a port or talks to anyone.
+    let mut storage = FileStorage::open(&args.data_dir, cfg.fsync)
+        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let recovered = storage.load().context("cannot recover the log")?;
+    tracing::info!(
+        node = id,
+        records = recovered.records.len(),
+        snapshot = recovered.snapshot.is_some(),
+        "recovered durable state"
+    );
+    let clock = clock::NodeClock::new();
+    let seed = rand::random::<u64>();
+    let replica = Replica::recover(cfg.clone(), seed, recovered, clock.now_ms());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener.local_addr()?;
+
+    let metrics = Arc::new(metrics::Metrics::new());
+    let peers = peers::Peers::start(id, &peer_urls, &args.token, metrics.clone())?;
+    let (disk_tx, disk_rx) = std::sync::mpsc::channel();
+    let disk = disk::DiskThread {
+        storage,
+        fsync: cfg.fsync,
+        peers,
+        metrics: metrics.clone(),
+    };
+    let disk_thread = std::thread::Builder::new()
+        .name("synod-disk".into())
+        .spawn(move || disk.run(disk_rx))
+        .context("cannot start the disk thread")?;
+
+    let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+    let driver = driver::Driver::new(replica, clock, disk_tx.clone(), metrics.clone());
+    let replica_task = tokio::spawn(driver.run(events_rx));
+
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let state = api::AppState {
+        id,
+        members: cfg.members.clone().into(),
+        token: args.token.as_str().into(),
+        events: events_tx,
+        disk: disk_tx,
+        metrics,
+        request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+        shutting_down: shutting_down.clone(),
+        in_flight: in_flight.clone(),
+    };
+    let app = api::router(state);
+
+    tracing::info!(
+        node = id,
+        %bound,
+        members = ?cfg.members,
+        proposers = ?cfg.proposers,
+        learn = ?cfg.learn,
+        reads = ?cfg.reads,
+        fsync = ?cfg.fsync,
+        "synod-node serving"
+    );
+    // Tests and scripts read the bound address (useful with port 0).
+    println!("synod-node {id} listening on http://{bound}");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.await;
+            })
+            .await
+    });
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: refusing new client requests, draining the rest");
+    shutting_down.store(true, Relaxed);
+    // Peers are still served while in-flight client requests finish, so
+    // their commands can still be chosen and answered.
+    let drain_until =
+        tokio::time::Instant::now() + Duration::from_millis(cfg.request_timeout_ms + 500);
+    while in_flight.load(Relaxed) > 0 && tokio::time::Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop_tx.send(());
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("connections still open after 2 s; closing them"),
+    }
+    // Dropping the router dropped every event sender: the replica task
+    // ships its last group and ends; then the disk thread syncs and ends.
+    replica_task.abort();
+    let _ = replica_task.await;
+    let joined = tokio::task::spawn_blocking(move || disk_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        anyhow::bail!("the disk thread failed during shutdown");
+    }
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// SIGTERM (container stop) or SIGINT (Ctrl-C).
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
