@@ -1,0 +1,339 @@
+//! Self-contained HTML pages: the run report and the explanation of a
+//! non-linearizable key. Plain `format!` and inline CSS/SVG: a page is one
+//! file that opens anywhere, offline, years later.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use crate::check::{Checked, Explanation, ShownOp};
+use crate::plots;
+use crate::report::Report;
+
+/// Escapes text for HTML content and attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1100px}\
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
+.valid{color:#070}.invalid{color:#b00}.unknown{color:#a60}\
+pre{background:#f7f7f7;padding:1em;overflow-x:auto}h1 span{font-weight:normal}\
+.op rect{stroke:#333;stroke-width:.5}.op:hover rect{stroke-width:2}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n",
+        escape(title)
+    )
+}
+
+fn opt(v: Option<f64>, scale: f64, unit: &str) -> String {
+    v.map(|x| format!("{:.3}{unit}", x * scale))
+        .unwrap_or_else(|| "-".into())
+}
+
+/// The run report: verdict, counts, latency, availability, faults, plots.
+pub fn report_page(title: &str, checked: &Checked, report: &Report) -> String {
+    let mut b = String::new();
+    let v = checked.verdict.as_str();
+    let _ = writeln!(
+        b,
+        "<h1>{} <span class=\"{v}\">{v}</span></h1>",
+        escape(title)
+    );
+    let _ = writeln!(
+        b,
+        "<p>model <b>{}</b>, {} keys, {} operations, checked in {:.1} ms; overall availability {}.</p>",
+        checked.model,
+        checked.keys.len(),
+        report.operations,
+        checked.millis,
+        opt(report.availability, 100.0, "%")
+    );
+    if !checked.invalid_keys.is_empty() {
+        let _ = writeln!(
+            b,
+            "<p class=\"invalid\">Not linearizable: keys {}. See <a href=\"explanation.html\">the explanation</a>.</p>",
+            escape(&checked.invalid_keys.join(", "))
+        );
+        for e in &checked.explanations {
+            let _ = writeln!(b, "<pre>{}</pre>", escape(&e.to_text()));
+        }
+    }
+    if !checked.unknown_keys.is_empty() {
+        let _ = writeln!(
+            b,
+            "<p class=\"unknown\">Undecided keys ({}): {}</p>",
+            checked.unknown_keys.len(),
+            escape(&checked.unknown_keys.join(", "))
+        );
+    }
+
+    b.push_str("<h2>Operations</h2><table><tr><th>f</th>");
+    let outcomes = ["ok", "fail", "info", "open"];
+    for o in outcomes {
+        let _ = write!(b, "<th>{o}</th>");
+    }
+    b.push_str("</tr>");
+    for (f, by) in &report.counts {
+        let _ = write!(b, "<tr><td>{}</td>", escape(f));
+        for o in outcomes {
+            let _ = write!(b, "<td>{}</td>", by.get(o).copied().unwrap_or(0));
+        }
+        b.push_str("</tr>");
+    }
+    b.push_str("</table>");
+
+    b.push_str("<h2>Latency (ms)</h2><table><tr><th>f</th><th>outcome</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+    for l in &report.latency {
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            escape(&l.f),
+            escape(&l.outcome),
+            l.count,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max
+        );
+    }
+    b.push_str("</table>");
+
+    b.push_str("<h2>Faults</h2>");
+    if report.faults.is_empty() {
+        b.push_str("<p>No nemesis events.</p>");
+    } else {
+        b.push_str("<table><tr><th>fault</th><th>start (s)</th><th>stop (s)</th><th>completed</th><th>ok</th><th>availability</th><th>recovery after stop (s)</th></tr>");
+        for w in &report.faults {
+            let s = |t: u64| (t.saturating_sub(report.start)) as f64 / 1e9;
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&w.name),
+                s(w.start),
+                w.stop.map(|t| format!("{:.3}", s(t))).unwrap_or_else(|| "never".into()),
+                w.completed,
+                w.ok,
+                opt(w.availability, 100.0, "%"),
+                w.recovery
+                    .map(|r| format!("{:.3}", r as f64 / 1e9))
+                    .unwrap_or_else(|| if w.stop.is_some() { "no ok after".into() } else { "-".into() })
+            );
+        }
+        b.push_str("</table>");
+    }
+    if let Some(o) = &report.longest_without_ok {
+        let _ = writeln!(
+            b,
+            "<p>Longest stretch without an ok operation: <b>{:.3} s</b> (from {:.3} s to {:.3} s).</p>",
+            o.seconds,
+            o.start.saturating_sub(report.start) as f64 / 1e9,
+            o.end.saturating_sub(report.start) as f64 / 1e9
+        );
+    }
+
+    b.push_str("<h2>Plots</h2>");
+    for svg in [
+        plots::latency_scatter(report),
+        plots::latency_quantiles(report),
+        plots::throughput(report),
+        plots::availability(report),
+    ] {
+        let _ = writeln!(b, "<div>{svg}</div>");
+    }
+
+    b.push_str("<h2>Keys</h2><table><tr><th>key</th><th>ops</th><th>verdict</th><th>explored</th><th>ms</th></tr>");
+    let mut shown: Vec<_> = checked.keys.iter().collect();
+    // Thousands of valid keys say nothing: show the undecided and invalid
+    // ones first, then the slowest.
+    shown.sort_by(|a, b| {
+        (a.verdict == crate::Verdict::Valid)
+            .cmp(&(b.verdict == crate::Verdict::Valid))
+            .then(b.millis.total_cmp(&a.millis))
+    });
+    for k in shown.iter().take(100) {
+        let v = k.verdict.as_str();
+        let _ = write!(
+            b,
+            "<tr><td>{}</td><td>{}</td><td class=\"{v}\">{v}{}</td><td>{}</td><td>{:.2}</td></tr>",
+            escape(&k.key),
+            k.ops,
+            k.reason
+                .as_deref()
+                .map(|r| format!(" ({})", escape(r)))
+                .unwrap_or_default(),
+            k.explored,
+            k.millis
+        );
+    }
+    b.push_str("</table>");
+    if shown.len() > 100 {
+        let _ = writeln!(b, "<p>... and {} more keys.</p>", shown.len() - 100);
+    }
+    page(title, &b)
+}
+
+/// Ops worth drawing: the concurrent window and the prefix's last steps.
+fn drawn_ops(e: &Explanation) -> Vec<&ShownOp> {
+    const CONTEXT: usize = 30;
+    const MAX: usize = 400;
+    let mut ids: Vec<usize> = e.window.clone();
+    let tail = e.prefix.len().saturating_sub(CONTEXT);
+    ids.extend_from_slice(&e.prefix[tail..]);
+    ids.sort_unstable();
+    ids.dedup();
+    let lo = ids.iter().map(|&i| e.ops[i].call).min().unwrap_or(0);
+    let hi = e.failing.ret.unwrap_or(e.failing.call);
+    let mut ops: Vec<&ShownOp> = e
+        .ops
+        .iter()
+        .filter(|o| ids.binary_search(&o.id).is_ok() || (o.call >= lo && o.call <= hi))
+        .collect();
+    ops.sort_by_key(|o| o.call);
+    ops.truncate(MAX);
+    ops
+}
+
+/// The lanes-and-bars SVG of one explanation.
+fn timeline(e: &Explanation) -> String {
+    let ops = drawn_ops(e);
+    let mut lanes: BTreeMap<u64, usize> = BTreeMap::new();
+    for o in &ops {
+        let n = lanes.len();
+        lanes.entry(o.process).or_insert(n);
+    }
+    // Lanes in process order.
+    for (i, v) in lanes.values_mut().enumerate() {
+        *v = i;
+    }
+    let t0 = ops.iter().map(|o| o.call).min().unwrap_or(0);
+    let t1 = ops
+        .iter()
+        .map(|o| o.ret.unwrap_or(o.call))
+        .max()
+        .unwrap_or(t0 + 1)
+        .max(t0 + 1);
+    let (width, left, lane_h) = (1100.0, 90.0, 34.0);
+    let span = (t1 - t0) as f64 * 1.08;
+    let x = |t: u64| left + (t.saturating_sub(t0)) as f64 / span * (width - left - 10.0);
+    let height = lanes.len() as f64 * lane_h + 40.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    for (p, &lane) in &lanes {
+        let y = 20.0 + lane as f64 * lane_h;
+        let _ = write!(
+            s,
+            "<text x=\"4\" y=\"{}\">process {p}</text><line x1=\"{left}\" x2=\"{width}\" y1=\"{}\" y2=\"{}\" stroke=\"#eee\"/>",
+            y + 16.0,
+            y + 28.0,
+            y + 28.0
+        );
+    }
+    for o in &ops {
+        let lane = lanes.get(&o.process).copied().unwrap_or(0);
+        let y = 20.0 + lane as f64 * lane_h;
+        let a = x(o.call);
+        let b = o.ret.map(&x).unwrap_or(width - 10.0).max(a + 3.0);
+        let failing = o.id == e.failing.id;
+        let fill = if failing {
+            "#f28b82"
+        } else if o.order.is_some() {
+            "#8ab4f8"
+        } else if o.ret.is_none() {
+            "#fdd663"
+        } else {
+            "#dadce0"
+        };
+        let dash = if o.ret.is_none() {
+            " stroke-dasharray=\"4 2\""
+        } else {
+            ""
+        };
+        let order = o
+            .order
+            .map(|n| format!("linearized #{}", n + 1))
+            .unwrap_or_else(|| "not linearized".into());
+        let states = match (&o.state_before, &o.state_after) {
+            (Some(b), Some(a)) => format!("\nstate: {b} -> {a}"),
+            _ => String::new(),
+        };
+        let tip = format!(
+            "process {}: {} ({})\n{}{}\nfrom {:.3} ms to {}\nevent {}",
+            o.process,
+            o.description,
+            o.outcome,
+            order,
+            states,
+            o.call as f64 / 1e6,
+            o.ret
+                .map(|r| format!("{:.3} ms", r as f64 / 1e6))
+                .unwrap_or_else(|| "never (may take effect any time after)".into()),
+            o.invoke_index
+        );
+        let label = match o.order {
+            Some(n) => format!("#{} {}", n + 1, o.description),
+            None if failing => format!("✗ {}", o.description),
+            None => o.description.clone(),
+        };
+        let _ = write!(
+            s,
+            "<g class=\"op\"><title>{}</title><rect x=\"{a:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"22\" rx=\"3\" fill=\"{fill}\"{dash}/><text x=\"{:.1}\" y=\"{:.1}\" clip-path=\"none\">{}</text></g>",
+            escape(&tip),
+            b - a,
+            a + 3.0,
+            y + 15.0,
+            escape(&label)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+/// The explanation page of every non-linearizable key.
+pub fn explanation_page(title: &str, explanations: &[Explanation]) -> String {
+    let mut b = format!(
+        "<h1>{} <span class=\"invalid\">not linearizable</span></h1>",
+        escape(title)
+    );
+    b.push_str("<p>Blue bars are the longest linearizable prefix, numbered in linearization order; the red bar is the operation that cannot be linearized after it; grey bars are not linearized; yellow dashed bars never completed (they may take effect any time after their invocation, or never). Hover a bar for the model state before and after its step.</p>");
+    for e in explanations {
+        let _ = write!(
+            b,
+            "<h2>key {}</h2><pre>{}</pre><div style=\"overflow-x:auto\">{}</div>",
+            escape(&format!("{:?}", e.key)),
+            escape(&e.to_text()),
+            timeline(e)
+        );
+        b.push_str("<h3>Longest linearizable prefix</h3><table><tr><th>#</th><th>process</th><th>operation</th><th>state before</th><th>state after</th></tr>");
+        let tail = e.prefix.len().saturating_sub(200);
+        for &i in &e.prefix[tail..] {
+            let o = &e.ops[i];
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                o.order.map(|n| n + 1).unwrap_or(0),
+                o.process,
+                escape(&o.description),
+                escape(o.state_before.as_deref().unwrap_or("")),
+                escape(o.state_after.as_deref().unwrap_or(""))
+            );
+        }
+        b.push_str("</table>");
+    }
+    page(title, &b)
+}
