@@ -163,7 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("synod-node {id} listening on http://{bound}");
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    let mut server = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.await;
@@ -182,11 +182,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let _ = stop_tx.send(());
-    match tokio::time::timeout(Duration::from_secs(2), server).await {
+    match tokio::time::timeout(Duration::from_secs(2), &mut server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
-        Err(_) => tracing::warn!("connections still open after 2 s; closing them"),
+        Err(_) => {
+            tracing::warn!("connections still open after 2 s; closing them");
+            server.abort();
+            let _ = server.await;
+        }
     }
     // Dropping the router dropped every event sender: the replica task
     // ships its last group and ends; then the disk thread syncs and ends.
