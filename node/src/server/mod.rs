@@ -84,7 +84,9 @@ fn init_tracing(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -98,8 +100,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Lock and load first: a second process on this directory must stop
     // here, before it binds a port or talks to anyone.
-    let mut storage = FileStorage::open(&args.data_dir, cfg.fsync)
-        .with_context(|| format!("cannot open the data directory {}", args.data_dir.display()))?;
+    let mut storage = FileStorage::open(&args.data_dir, cfg.fsync).with_context(|| {
+        format!(
+            "cannot open the data directory {} (is another synod-node running on it?)",
+            args.data_dir.display()
+        )
+    })?;
     let recovered = storage.load().context("cannot recover the log")?;
     tracing::info!(
         node = id,
