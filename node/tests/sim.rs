@@ -165,3 +165,17 @@ fn replay() {
         "the simulation is not deterministic"
     );
 }
+
+/// The real checker and the fallback search agree on valid histories too.
+#[test]
+fn checker_and_fallback_agree_on_simulated_histories() {
+    let cfg = SimConfig::standard(3, Proposers::Leader, Learn::All, Reads::Lease);
+    for seed in 1..=20 {
+        let result = sim::run(&cfg, seed);
+        assert_eq!(
+            common::judge(&result),
+            common::judge_fallback(&result),
+            "seed {seed}"
+        );
+    }
+}

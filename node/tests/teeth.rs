@@ -9,7 +9,7 @@ mod common;
 use synod_node::sim::{self, replay_command, SimConfig};
 use synod_node::{Fsync, Learn, Proposers, Reads};
 
-use common::{judge, save_history, Judgement};
+use common::{judge, judge_fallback, save_history, Judgement};
 
 /// Runs seeds 1..=200 until the checker finds a violation; returns the
 /// seed and reason, or panics.
@@ -17,6 +17,11 @@ fn must_catch(what: &str, cfg: &SimConfig) -> u64 {
     for seed in 1..=200 {
         let result = sim::run(cfg, seed);
         if let Judgement::NotLinearizable(why) = judge(&result) {
+            // The fallback search agrees, so neither checker is fooling us.
+            assert!(
+                matches!(judge_fallback(&result), Judgement::NotLinearizable(_)),
+                "{what}: the checker and the fallback search disagree on seed {seed}"
+            );
             let path = save_history(&result);
             eprintln!(
                 "{what}: caught at seed {seed}: {why}\n  invariants: {:?}\n  history: {}\n  replay: {}",

@@ -5,6 +5,10 @@
 pub mod fallback_linearizability;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use synod_checker::history::{Event, History};
+use synod_checker::{Options, Verdict};
 
 use synod_node::sim::{self, replay_command, SimConfig, SimResult};
 
@@ -16,8 +20,42 @@ pub enum Judgement {
     Unknown(String),
 }
 
-/// Judges a simulated history.
+/// Judges a simulated history with the real checker
+/// (`synod_checker::check`, cas-register model per key).
 pub fn judge(result: &SimResult) -> Judgement {
+    let events: Vec<Event> = result
+        .history
+        .iter()
+        .map(|l| {
+            let v = serde_json::to_value(l).expect("history lines serialize");
+            serde_json::from_value(v).expect("the simulation writes the checker's format")
+        })
+        .collect();
+    let history = History::new(events);
+    let options = Options {
+        time_limit: Some(Duration::from_secs(20)),
+        ..Options::default()
+    };
+    match synod_checker::check(&history, &options) {
+        Ok(c) => match c.verdict {
+            Verdict::Valid => Judgement::Linearizable,
+            Verdict::Invalid => {
+                let why = c
+                    .explanations
+                    .first()
+                    .map(|e| format!("key {}: {}", e.key, e.failing.description))
+                    .unwrap_or_default();
+                Judgement::NotLinearizable(format!("keys {:?} {why}", c.invalid_keys))
+            }
+            Verdict::Unknown => Judgement::Unknown(format!("keys {:?}", c.unknown_keys)),
+        },
+        Err(e) => Judgement::Unknown(format!("the checker refused the history: {e}")),
+    }
+}
+
+/// Judges with the small fallback search in this directory (kept to
+/// cross-check the real checker on simulation histories).
+pub fn judge_fallback(result: &SimResult) -> Judgement {
     let lines: Vec<serde_json::Value> = result
         .history
         .iter()
