@@ -18,6 +18,7 @@
 //! - [`html`]: the self-contained `report.html` and `explanation.html`.
 //! - [`pipeline`]: [`check_and_report`], the one call the CLI and the bench
 //!   runner make: check, report, write the files.
+//! - [`gen`]: simulated linearizable histories for tests and benchmarks.
 //! - [`fxhash`]: the fast hash the search's tables use.
 //!
 //! # Use
@@ -38,6 +39,7 @@
 pub mod check;
 pub mod edn;
 pub mod fxhash;
+pub mod gen;
 pub mod history;
 pub mod html;
 pub mod import;

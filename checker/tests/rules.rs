@@ -1,0 +1,314 @@
+//! Hand-written histories, one per rule of `docs/history.md` the checker
+//! must honour; each is named after the behaviour it pins.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use synod_checker::gen::{simulate, GenConfig};
+use synod_checker::history::{Event, EventType, Fun, History, Process};
+use synod_checker::{check, ModelKind, Options, Verdict};
+
+/// `(process, type, f, value, time)` rows on the single register.
+fn history(rows: &[(u64, &str, &str, Value, u64)]) -> History {
+    let events = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (p, kind, f, value, time))| Event {
+            index: i as u64,
+            time: *time,
+            process: Process::Client(*p),
+            kind: match *kind {
+                "invoke" => EventType::Invoke,
+                "ok" => EventType::Ok,
+                "fail" => EventType::Fail,
+                _ => EventType::Info,
+            },
+            f: Fun::client_op(f).unwrap(),
+            key: None,
+            value: value.clone(),
+            error: None,
+            node: None,
+        })
+        .collect();
+    History::validated(events).unwrap()
+}
+
+fn verdict(h: &History) -> Verdict {
+    check(h, &Options::default()).unwrap().verdict
+}
+
+#[test]
+fn info_write_may_take_effect_late() {
+    // p1's write of 1 timed out; the register read null, then 1: the write
+    // took effect after the client gave up.
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "info", "write", json!(1), 1),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "ok", "read", Value::Null, 3),
+        (2, "invoke", "read", Value::Null, 4),
+        (2, "ok", "read", json!(1), 5),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+#[test]
+fn info_write_may_never_take_effect() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "info", "write", json!(1), 1),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "ok", "read", Value::Null, 3),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+#[test]
+fn info_write_cannot_take_effect_before_its_invocation() {
+    let h = history(&[
+        (2, "invoke", "read", Value::Null, 0),
+        (2, "ok", "read", json!(1), 1),
+        (1, "invoke", "write", json!(1), 2),
+        (1, "info", "write", json!(1), 3),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+}
+
+#[test]
+fn an_applied_info_write_cannot_be_undone() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "info", "write", json!(1), 1),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "ok", "read", json!(1), 3),
+        (2, "invoke", "read", Value::Null, 4),
+        (2, "ok", "read", Value::Null, 5),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+}
+
+#[test]
+fn open_invocation_at_the_end_is_info() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "ok", "read", json!(1), 3),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+#[test]
+fn failed_cas_means_the_value_was_not_expected() {
+    // The register held 1 throughout the cas' window, yet it failed.
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), 1),
+        (2, "invoke", "cas", json!([1, 2]), 2),
+        (2, "fail", "cas", json!([1, 2]), 3),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+    // With a concurrent write of 3, it may have seen 3: valid.
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), 1),
+        (2, "invoke", "cas", json!([1, 2]), 2),
+        (3, "invoke", "write", json!(3), 3),
+        (2, "fail", "cas", json!([1, 2]), 4),
+        (3, "ok", "write", json!(3), 5),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+#[test]
+fn failed_reads_and_writes_are_dropped() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "fail", "write", json!(1), 1),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "fail", "read", json!(7), 3),
+        (2, "invoke", "read", Value::Null, 4),
+        (2, "ok", "read", Value::Null, 5),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+#[test]
+fn concurrent_windows_allow_either_order() {
+    // A read concurrent with a write may see the old or the new value...
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (2, "invoke", "read", Value::Null, 1),
+        (2, "ok", "read", Value::Null, 2),
+        (3, "invoke", "read", Value::Null, 3),
+        (3, "ok", "read", json!(1), 4),
+        (1, "ok", "write", json!(1), 10),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Valid);
+    // ...but once a later read saw the new value, an even later one cannot
+    // see the old.
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (2, "invoke", "read", Value::Null, 1),
+        (2, "ok", "read", json!(1), 2),
+        (3, "invoke", "read", Value::Null, 3),
+        (3, "ok", "read", Value::Null, 4),
+        (1, "ok", "write", json!(1), 10),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+}
+
+#[test]
+fn stale_read_is_invalid() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), 1),
+        (1, "invoke", "write", json!(2), 2),
+        (1, "ok", "write", json!(2), 3),
+        (2, "invoke", "read", Value::Null, 4),
+        (2, "ok", "read", json!(1), 5),
+    ]);
+    let checked = check(&h, &Options::default()).unwrap();
+    assert_eq!(checked.verdict, Verdict::Invalid);
+    let e = &checked.explanations[0];
+    assert_eq!(e.failing.description, "read -> 1");
+    assert_eq!(e.prefix.len(), 2, "both writes linearize before the read");
+    assert_eq!(e.state_after_prefix, "2");
+}
+
+#[test]
+fn lost_acknowledged_write_is_invalid() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), 1),
+        (2, "invoke", "read", Value::Null, 2),
+        (2, "ok", "read", Value::Null, 3),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+}
+
+#[test]
+fn cas_applied_twice_is_invalid() {
+    // One cas 0->1 acknowledged; a write of 0 later, and the register is 1
+    // again without any other op that could set it.
+    let h = history(&[
+        (1, "invoke", "write", json!(0), 0),
+        (1, "ok", "write", json!(0), 1),
+        (1, "invoke", "cas", json!([0, 1]), 2),
+        (1, "ok", "cas", json!([0, 1]), 3),
+        (2, "invoke", "read", Value::Null, 4),
+        (2, "ok", "read", json!(1), 5),
+        (2, "invoke", "write", json!(0), 6),
+        (2, "ok", "write", json!(0), 7),
+        (2, "invoke", "read", Value::Null, 8),
+        (2, "ok", "read", json!(1), 9),
+    ]);
+    assert_eq!(verdict(&h), Verdict::Invalid);
+}
+
+#[test]
+fn kv_model_appends_and_keys_are_independent() {
+    let mut events = Vec::new();
+    let mut ev = |p: u64, kind: EventType, f: Fun, key: &str, value: Value| {
+        events.push(Event {
+            index: events.len() as u64,
+            time: events.len() as u64,
+            process: Process::Client(p),
+            kind,
+            f,
+            key: Some(key.into()),
+            value,
+            error: None,
+            node: None,
+        })
+    };
+    ev(1, EventType::Invoke, Fun::Append, "a", json!("x"));
+    ev(1, EventType::Ok, Fun::Append, "a", json!("x"));
+    ev(1, EventType::Invoke, Fun::Append, "a", json!("y"));
+    ev(1, EventType::Ok, Fun::Append, "a", json!("y"));
+    ev(2, EventType::Invoke, Fun::Read, "b", Value::Null);
+    ev(2, EventType::Ok, Fun::Read, "b", json!(""));
+    ev(2, EventType::Invoke, Fun::Read, "a", Value::Null);
+    ev(2, EventType::Ok, Fun::Read, "a", json!("xy"));
+    let h = History::validated(events).unwrap();
+    let opts = Options {
+        model: ModelKind::Kv,
+        initial: json!(""),
+        ..Options::default()
+    };
+    let checked = check(&h, &opts).unwrap();
+    assert_eq!(checked.verdict, Verdict::Valid);
+    assert_eq!(checked.keys.len(), 2);
+    // With the null initial value, key b's read of "" is impossible.
+    let opts = Options {
+        model: ModelKind::Kv,
+        ..Options::default()
+    };
+    let checked = check(&h, &opts).unwrap();
+    assert_eq!(checked.invalid_keys, vec!["b".to_string()]);
+}
+
+#[test]
+fn append_under_the_cas_register_model_is_an_error() {
+    let h = History::validated(vec![Event {
+        index: 0,
+        time: 0,
+        process: Process::Client(1),
+        kind: EventType::Invoke,
+        f: Fun::Append,
+        key: None,
+        value: json!("x"),
+        error: None,
+        node: None,
+    }])
+    .unwrap();
+    let opts = Options {
+        model: ModelKind::CasRegister,
+        ..Options::default()
+    };
+    assert!(check(&h, &opts).is_err());
+}
+
+fn big_history() -> History {
+    simulate(&GenConfig {
+        seed: 7,
+        keys: 3,
+        processes_per_key: 8,
+        ops: 9000,
+        ..GenConfig::default()
+    })
+}
+
+#[test]
+fn time_limit_gives_unknown_naming_the_keys() {
+    let opts = Options {
+        time_limit: Some(Duration::from_nanos(1)),
+        ..Options::default()
+    };
+    let checked = check(&big_history(), &opts).unwrap();
+    assert_eq!(checked.verdict, Verdict::Unknown);
+    assert_eq!(checked.unknown_keys, vec!["k0", "k1", "k2"]);
+    assert!(checked
+        .keys
+        .iter()
+        .all(|k| k.reason.as_deref() == Some("time limit")));
+}
+
+#[test]
+fn memory_limit_gives_unknown_naming_the_keys() {
+    let opts = Options {
+        memory_limit: Some(1),
+        ..Options::default()
+    };
+    let checked = check(&big_history(), &opts).unwrap();
+    assert_eq!(checked.verdict, Verdict::Unknown);
+    assert_eq!(checked.unknown_keys.len(), 3);
+    assert!(checked
+        .keys
+        .iter()
+        .all(|k| k.reason.as_deref() == Some("memory limit")));
+    // Without limits the same history is valid: unknown was not a guess.
+    assert_eq!(
+        check(&big_history(), &Options::default()).unwrap().verdict,
+        Verdict::Valid
+    );
+}
