@@ -12,7 +12,8 @@
 //!    clients keep going, so the history shows whether the cluster came
 //!    back.
 //! 4. **check**: the history is closed, the cluster torn down, the checker
-//!    judges and writes `results.json` and `report.html`.
+//!    judges and writes `results.json` (with the run's own figures under
+//!    `"run"`), `report.html` and its plots.
 //!
 //! Whatever happens (an error, a panic, Ctrl-C, SIGTERM) the faults are
 //! healed and the cluster torn down: by `finish` on every return path, by
@@ -30,6 +31,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
+use synod_checker::{check_and_report, History, Options};
 use synod_nemesis::admin::Admin;
 use synod_nemesis::{
     Backend, FaultKind, LocalBackend, LocalConfig, Nemesis, NemesisEvent, Schedule,
@@ -156,6 +158,11 @@ pub struct RunArgs {
     /// Seconds a node may take to answer /health after a (re)start.
     #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
     pub ready_timeout: f64,
+
+    /// Seconds the checker may search before its verdict is unknown
+    /// (0: no limit).
+    #[arg(long, default_value_t = 300.0, value_parser = parse_secs)]
+    pub check_time_limit: f64,
 
     /// etcd target: comma-separated client URLs, e.g.
     /// http://127.0.0.1:2379,http://127.0.0.1:22379.
@@ -367,7 +374,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             result
         }
     }?;
-    finish(&dir, outcome)
+    finish(&dir, outcome, args.check_time_limit)
 }
 
 /// Starts the nodes and waits (a bounded while) for one to lead.
@@ -547,11 +554,13 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Judges the history, writes `results.json`, prints the verdict and where
-/// the report is, and picks the exit status.
-fn finish(dir: &Path, observed: Observed) -> anyhow::Result<ExitCode> {
+/// Judges the history with the checker (which writes `results.json`,
+/// `report.html` and plots into the run directory), adds what the run
+/// itself observed under `"run"`, prints the verdict and where the report
+/// is, and picks the exit status.
+fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Result<ExitCode> {
     let (invoked, ok, fail, info) = observed.counts;
-    let mut results = json!({
+    let run = json!({
         "seed": observed.seed,
         "seconds": observed.seconds,
         "events": observed.events,
@@ -564,8 +573,11 @@ fn finish(dir: &Path, observed: Observed) -> anyhow::Result<ExitCode> {
         observed.events, observed.seconds
     );
     if let Some(sig) = observed.interrupted {
-        results["verdict"] = json!(null);
-        results["note"] = json!(format!("interrupted by {sig}: the cluster was healed and torn down, the history kept unchecked"));
+        let results = json!({
+            "verdict": null,
+            "note": format!("interrupted by {sig}: the cluster was healed and torn down, the history kept unchecked"),
+            "run": run,
+        });
         write_json(&dir.join("results.json"), &results)?;
         eprintln!(
             "synod: interrupted by {sig}; history kept in {}",
@@ -573,17 +585,23 @@ fn finish(dir: &Path, observed: Observed) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_ERROR));
     }
-    // TODO(checker): call the checker's library entry point here once it
-    // lands; until then the run says plainly that it was not judged.
-    results["verdict"] = json!("unknown");
-    results["checked"] = json!(false);
-    results["note"] = json!(
-        "the linearizability checker is not wired in yet: the history was recorded but not judged"
-    );
-    write_json(&dir.join("results.json"), &results)?;
-    eprintln!(
-        "synod: verdict UNKNOWN (the checker is not wired in yet); history in {}",
-        dir.join("history.jsonl").display()
-    );
-    Ok(ExitCode::from(2))
+    let history_path = dir.join("history.jsonl");
+    let history = History::read_path(&history_path)
+        .map_err(|e| anyhow::anyhow!(e.in_file(&history_path.display().to_string())))?;
+    let options = Options {
+        time_limit: (check_time_limit > 0.0).then(|| Duration::from_secs_f64(check_time_limit)),
+        ..Options::default()
+    };
+    let outcome = check_and_report(&history, &options, dir).context("the checker failed")?;
+    // The checker owns results.json; the run's own figures go beside its.
+    let results_path = dir.join("results.json");
+    let mut results: serde_json::Value = std::fs::read_to_string(&results_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| json!({"verdict": outcome.verdict()}));
+    results["run"] = run;
+    write_json(&results_path, &results)?;
+    print!("{}", outcome.summary());
+    println!("report: {}", dir.join("report.html").display());
+    Ok(ExitCode::from(outcome.exit_code()))
 }

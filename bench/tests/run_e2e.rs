@@ -125,11 +125,44 @@ fn fake_cluster_run_records_faults_and_leaves_a_complete_run_dir() {
     assert_eq!(starts, stops, "unhealed faults");
     let results: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
-    assert_eq!(results["seed"], 7);
+    assert_eq!(results["run"]["seed"], 7);
+    assert_eq!(results["verdict"], "valid");
     assert!(
         processes_mentioning(s.to_str().unwrap()).is_empty(),
         "nodes left behind"
     );
+    std::fs::remove_dir_all(&s).ok();
+}
+
+/// Teeth: the fake node keeps its registers in memory only, so killing
+/// and restarting it loses acknowledged writes; the run must say invalid.
+#[test]
+fn a_node_that_forgets_on_restart_is_caught() {
+    let Some(fake) = fake_node() else { return };
+    let s = store("forget");
+    let out = Command::new(synod_bin())
+        .args(["run", "--store", s.to_str().unwrap(), "--nodes", "1"])
+        .args(["--time-limit", "3", "--recovery", "1", "--seed", "2"])
+        .args([
+            "--nemesis",
+            "kill",
+            "--nemesis-interval",
+            "0.5",
+            "--concurrency",
+            "4",
+        ])
+        .env("SYNOD_NODE_BIN", &fake)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("invalid"), "{stdout}");
+    assert!(s.join("latest/report.html").is_file());
     std::fs::remove_dir_all(&s).ok();
 }
 
