@@ -66,7 +66,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 enum Judged {
     /// `file:line: reason` (or another one-line reason): exit 3.
     BadInput(String),
-    Done(Outcome),
+    Done(Box<Outcome>),
 }
 
 fn judge(args: &CheckArgs) -> anyhow::Result<Judged> {
@@ -100,7 +100,7 @@ fn judge(args: &CheckArgs) -> anyhow::Result<Judged> {
             _ => PathBuf::from("."),
         });
     match check_and_report(&imported.history, &options, &out) {
-        Ok(o) => Ok(Judged::Done(o)),
+        Ok(o) => Ok(Judged::Done(Box::new(o))),
         Err(PipelineError::Check(CheckError::Model(e))) => Ok(Judged::BadInput(format!(
             "{file}:{}: {}",
             e.line(),
