@@ -32,6 +32,9 @@ use tokio::task::JoinSet;
 use crate::client::{Client, Op};
 use crate::recorder::{Recorder, RunClock};
 
+/// How long a worker waits after an op failed for want of a working node.
+const FAILURE_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Relative weights of reads, writes and cas operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Mix {
@@ -271,6 +274,7 @@ async fn worker<C: Client>(
         }
         let outcome = client.invoke(&op).await;
         let kind = outcome.kind;
+        let op_f = op.f.clone();
         let done = Event {
             index: 0,
             time: clock.now_ns(),
@@ -284,6 +288,16 @@ async fn worker<C: Client>(
         };
         if !recorder.record(done).await {
             return;
+        }
+        // A cas that found another value is business as usual; any other
+        // failure means the node is down, cut off or without a leader:
+        // back off a little rather than flood the history with ops that
+        // tell the checker nothing.
+        if kind == EventType::Info || (kind == EventType::Fail && op_f != Fun::Cas) {
+            tokio::select! {
+                _ = tokio::time::sleep(FAILURE_BACKOFF) => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
         }
         if kind == EventType::Info {
             // An unknown outcome: this process may still be acting in the

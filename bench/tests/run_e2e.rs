@@ -261,3 +261,66 @@ fn real_node_short_chaos_run() {
     );
     std::fs::remove_dir_all(&s).ok();
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The etcd target through its v3 JSON gateway, against a one-member etcd
+/// started here (Debian's `etcd-server`), without faults.
+#[test]
+fn etcd_target_single_member_is_valid() {
+    let Some(etcd) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("etcd"))
+            .find(|p| p.is_file())
+    }) else {
+        eprintln!("SKIPPED: no etcd binary on PATH (apt-get install etcd-server)");
+        return;
+    };
+    let s = store("etcd");
+    let (client, peer) = (free_port(), free_port());
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let mut member = Command::new(etcd)
+        .args(["--name", "e1", "--data-dir"])
+        .arg(s.join("etcd-data"))
+        .args([
+            "--listen-client-urls",
+            &client_url,
+            "--advertise-client-urls",
+            &client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+        ])
+        .args(["--initial-cluster", &format!("e1={peer_url}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = Command::new(synod_bin())
+        .args(["run", "--store", s.to_str().unwrap(), "--target", "etcd"])
+        .args(["--etcd-endpoints", &client_url, "--nemesis", "none"])
+        .args(["--time-limit", "3", "--recovery", "0", "--concurrency", "4"])
+        .output()
+        .unwrap();
+    let _ = member.kill();
+    let _ = member.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(history(&s.join("latest")).contains("\"node\":\"e1\""));
+    std::fs::remove_dir_all(&s).ok();
+}

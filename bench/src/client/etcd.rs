@@ -63,7 +63,7 @@ impl EtcdClient {
                 let text = r.text().await.unwrap_or_default();
                 Err(Outcome::info(op, format!("{status}: {text}")))
             }
-            Err(e) if e.is_connect() => Err(Outcome::fail(op, format!("cannot connect: {e}"))),
+            Err(e) if e.is_connect() => Err(super::synod::not_sent(op, e)),
             Err(e) if e.is_timeout() => Err(Outcome::info(op, "timeout")),
             Err(e) => Err(Outcome::info(op, e.to_string())),
         }

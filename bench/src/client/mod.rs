@@ -2,7 +2,9 @@
 //!
 //! A client turns an [`Op`] into an [`Outcome`] whose type is the history's:
 //! `ok` (it happened), `fail` (it definitely did not), `info` (unknown). A
-//! target must never report an indeterminate failure as `fail`.
+//! target must never report an indeterminate failure as `fail`, and a cas
+//! is `fail` only when it compared and found another value (the history
+//! format draws that conclusion from a failed cas).
 //!
 //! - [`synod`]: Synod's HTTP client API (`docs/api.md`).
 //! - [`etcd`]: etcd's v3 JSON gateway (put, range, txn).
