@@ -1399,7 +1399,7 @@ impl Replica {
                     }
                     let slot = l.next_slot;
                     l.next_slot += 1;
-                    let entry = Entry::Batch(batch);
+                    let entry = Entry::batch(batch);
                     l.in_flight.insert(
                         slot,
                         InFlight {

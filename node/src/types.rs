@@ -5,6 +5,7 @@
 //! sends protocol messages between nodes as JSON and stores log records.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,11 +139,22 @@ pub struct Command {
 }
 
 /// What a log slot holds: a gap-filling no-op or a batch of commands.
+///
+/// The batch is shared (`Arc`): one entry sits in the log, in accept
+/// messages to every acceptor and in log records at once, and copying it
+/// would dominate the core's cost.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "entry", content = "commands", rename_all = "lowercase")]
 pub enum Entry {
     Noop,
-    Batch(Vec<Command>),
+    Batch(Arc<Vec<Command>>),
+}
+
+impl Entry {
+    /// A batch of commands.
+    pub fn batch(commands: Vec<Command>) -> Self {
+        Entry::Batch(Arc::new(commands))
+    }
 }
 
 impl Entry {

@@ -47,11 +47,11 @@ fn records() -> Vec<Record> {
         Record::Accept {
             slot: 0,
             ballot: b,
-            entry: Entry::Batch(vec![cmd(1), cmd(2)]),
+            entry: Entry::batch(vec![cmd(1), cmd(2)]),
         },
         Record::Chosen {
             slot: 0,
-            entry: Entry::Batch(vec![cmd(1), cmd(2)]),
+            entry: Entry::batch(vec![cmd(1), cmd(2)]),
         },
         Record::Accept {
             slot: 1,

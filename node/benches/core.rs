@@ -1,0 +1,125 @@
+//! How fast the pure core chooses commands: three replicas in one thread,
+//! zero network cost (messages delivered in order, at once), an in-memory
+//! disk, batching and pipelining at the defaults of `docs/api.md`.
+//!
+//! `cargo bench -p synod-node --bench core` prints commands chosen per
+//! second; the core must never be the bottleneck (>= 500,000/s).
+//! `SYNOD_BENCH_COMMANDS` sets how many commands to run (default 2,000,000).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use synod_node::storage::{MemStorage, Storage};
+use synod_node::{ClientRequest, Config, Fsync, Input, Message, Op, Outcome, Replica, Value};
+
+struct Cluster {
+    nodes: Vec<Replica>,
+    disks: Vec<MemStorage>,
+    wire: VecDeque<(u64, u64, Message)>,
+    done: u64,
+    failed: u64,
+}
+
+impl Cluster {
+    fn drive(&mut self, i: usize, input: Input) {
+        let out = self.nodes[i].handle(input);
+        let disk = &mut self.disks[i];
+        disk.append(&out.persist).expect("memory disk");
+        disk.sync().expect("memory disk");
+        if let Some(c) = &out.compact {
+            disk.compact(c).expect("memory disk");
+        }
+        let from = i as u64 + 1;
+        for (to, m) in out.send {
+            self.wire.push_back((from, to, m));
+        }
+        for r in out.replies {
+            match r.outcome {
+                Outcome::Ok { .. } => self.done += 1,
+                _ => self.failed += 1,
+            }
+        }
+    }
+
+    fn deliver_all(&mut self) {
+        while let Some((from, to, msg)) = self.wire.pop_front() {
+            self.drive((to - 1) as usize, Input::Message { from, msg });
+        }
+    }
+}
+
+fn run(total: u64, window: u64, batch: usize, pipeline: usize) -> (f64, u64, u64) {
+    let members = vec![1, 2, 3];
+    let nodes = members
+        .iter()
+        .map(|&id| {
+            let mut c = Config::new(id, members.clone());
+            c.batch_size = batch;
+            c.pipeline = pipeline;
+            c.fsync = Fsync::Always;
+            c.request_timeout_ms = u64::MAX / 4;
+            Replica::new(c, id, 0)
+        })
+        .collect();
+    let mut cl = Cluster {
+        nodes,
+        disks: (0..3).map(|_| MemStorage::new(Fsync::Always)).collect(),
+        wire: VecDeque::new(),
+        done: 0,
+        failed: 0,
+    };
+    // Node 1 times out first and is elected.
+    cl.drive(0, Input::Tick { now: 10_000 });
+    cl.deliver_all();
+    assert!(cl.nodes[0].is_leader(), "node 1 should lead");
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while cl.done + cl.failed < total {
+        // Keep `window` client requests outstanding at the leader.
+        while sent < total && sent - (cl.done + cl.failed) < window {
+            sent += 1;
+            let req = ClientRequest {
+                id: sent,
+                dedup: None,
+                op: Op::Write {
+                    key: format!("k{}", sent % 1000),
+                    value: Value::Int(sent as i64),
+                },
+            };
+            cl.drive(0, Input::Client(req));
+        }
+        // One round of message delivery (no network cost).
+        let n = cl.wire.len();
+        for _ in 0..n.max(1) {
+            if let Some((from, to, msg)) = cl.wire.pop_front() {
+                cl.drive((to - 1) as usize, Input::Message { from, msg });
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let slots = cl.nodes[0].status().commit_index;
+    (cl.done as f64 / secs, slots, cl.failed)
+}
+
+fn main() {
+    let total = std::env::var("SYNOD_BENCH_COMMANDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000u64);
+    println!("synod-node core benchmark: 3 replicas, zero network cost, in-memory disk");
+    println!(
+        "{:>10} {:>8} {:>8} {:>14} {:>10}",
+        "batch", "pipeline", "window", "commands/s", "slots"
+    );
+    for (batch, pipeline, window) in [
+        (64, 16, 4096),
+        (64, 16, 1024),
+        (256, 16, 8192),
+        (1, 16, 256),
+    ] {
+        let n = if batch == 1 { total / 10 } else { total };
+        let (rate, slots, failed) = run(n, window, batch, pipeline);
+        assert_eq!(failed, 0, "every command succeeds");
+        println!("{batch:>10} {pipeline:>8} {window:>8} {rate:>14.0} {slots:>10}");
+    }
+}
