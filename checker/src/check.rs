@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::history::{EventType, History};
 use crate::model::{self, KeyHistory, Model, ModelError, ModelKind, Op, Register, Val, INFINITY};
-use crate::search::{search, Limits, Search, SearchOutcome};
+use crate::search::{Limits, Search, SearchOutcome};
 
 /// What to check and with which budgets.
 #[derive(Clone, Debug, Default)]
@@ -134,7 +134,10 @@ pub fn check(history: &History, options: &Options) -> Result<Checked, CheckError
     let mut jobs: Vec<Job> = keys
         .into_iter()
         .map(|key| {
-            let search = Search::new(&Register { key: &key }, &key.ops, false);
+            // Tracking the longest prefix is nearly free (it copies only
+            // when backtracking from a new peak), and saves searching an
+            // invalid key twice to explain it.
+            let search = Search::new(&Register { key: &key }, &key.ops, true);
             Job {
                 key,
                 search,
@@ -165,11 +168,8 @@ pub fn check(history: &History, options: &Options) -> Result<Checked, CheckError
         });
         budget = budget.saturating_mul(2);
     }
-    let deadline = limits.deadline;
-    let mut results: Vec<(KeyResult, Option<Explanation>)> = jobs
-        .into_par_iter()
-        .map(|job| finish_key(job, deadline, options.memory_limit))
-        .collect();
+    let mut results: Vec<(KeyResult, Option<Explanation>)> =
+        jobs.into_par_iter().map(finish_key).collect();
     results.sort_by(|a, b| a.0.key.cmp(&b.0.key));
     let mut keys = Vec::with_capacity(results.len());
     let mut explanations = Vec::new();
@@ -210,11 +210,7 @@ struct Job {
     millis: f64,
 }
 
-fn finish_key(
-    job: Job,
-    deadline: Option<Instant>,
-    memory_limit: Option<usize>,
-) -> (KeyResult, Option<Explanation>) {
+fn finish_key(job: Job) -> (KeyResult, Option<Explanation>) {
     let key = &job.key;
     let (verdict, reason) = match job.search.outcome() {
         Some(SearchOutcome::Linearizable) => (Verdict::Valid, None),
@@ -226,15 +222,8 @@ fn finish_key(
             Some("not decided: another key is not linearizable".to_string()),
         ),
     };
-    let explanation = (verdict == Verdict::Invalid).then(|| {
-        // The fast search does not record prefixes; search again, keeping
-        // the longest linearization it reaches. Fresh limits: the other
-        // keys' cancellation must not cut this one short.
-        let model = Register { key };
-        let limits = Limits::new(deadline, memory_limit);
-        let again = search(&model, &key.ops, &limits, true);
-        explain(key, &model, &again.longest)
-    });
+    let explanation = (verdict == Verdict::Invalid)
+        .then(|| explain(key, &Register { key }, job.search.longest()));
     (
         KeyResult {
             key: key.key.clone(),

@@ -62,10 +62,55 @@ impl fmt::Display for Atom {
 }
 
 /// A key's value table: interning makes states `u32` and equality cheap.
+///
+/// Strings made by `append` are not built while searching: such a value is
+/// stored as (parent value, suffix) with its length and a polynomial hash,
+/// which compose (`H(a+b) = H(a)·P^|b| + H(b)`). Identity stays canonical
+/// (equal strings, equal ids, however they were made): a new append result
+/// is looked up by (length, hash) among all strings, and only a hash match
+/// is confirmed by spelling both strings out. Building and hashing the
+/// whole string for every append dominated the kv corpus' profile.
 #[derive(Clone, Debug, Default)]
 pub struct Values {
-    atoms: Vec<Atom>,
+    entries: Vec<Entry>,
+    /// Base values (from the history) -> id.
     ids: FxHashMap<Atom, Val>,
+    /// (length, hash) of every string value -> ids with that signature.
+    strings: FxHashMap<(u32, u64), Vec<Val>>,
+    /// (state, suffix) -> state after the append, so each transition is
+    /// computed once.
+    appends: FxHashMap<(Val, Val), Val>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    /// `Some` for a base value; `None` for an append result.
+    atom: Option<Atom>,
+    /// For an append result: the value appended to and the suffix.
+    parent: Val,
+    suffix: Val,
+    /// For strings (and null, which appends treat as ""): length, hash.
+    len: u32,
+    hash: u64,
+}
+
+const POLY: u64 = 0x100_0000_01b3;
+
+fn poly_hash(s: &str) -> u64 {
+    s.bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(POLY).wrapping_add(b as u64 + 1))
+}
+
+fn poly_pow(mut n: u32) -> u64 {
+    let (mut base, mut acc) = (POLY, 1u64);
+    while n > 0 {
+        if n & 1 == 1 {
+            acc = acc.wrapping_mul(base);
+        }
+        base = base.wrapping_mul(base);
+        n >>= 1;
+    }
+    acc
 }
 
 impl Values {
@@ -73,22 +118,127 @@ impl Values {
         if let Some(&id) = self.ids.get(&atom) {
             return id;
         }
-        let id = self.atoms.len() as Val;
-        self.atoms.push(atom.clone());
+        let (len, hash) = match &atom {
+            Atom::Str(s) => (s.len() as u32, poly_hash(s)),
+            _ => (0, 0),
+        };
+        let id = self.entries.len() as Val;
+        if let Atom::Str(s) = &atom {
+            // An append may have made this string already (only possible
+            // if the history is interned after searching, but keep ids
+            // canonical regardless).
+            if let Some(found) = self.find_string(len, hash, s) {
+                self.ids.insert(atom, found);
+                return found;
+            }
+            self.strings.entry((len, hash)).or_default().push(id);
+        }
+        self.entries.push(Entry {
+            atom: Some(atom.clone()),
+            parent: 0,
+            suffix: 0,
+            len,
+            hash,
+        });
         self.ids.insert(atom, id);
         id
     }
 
-    pub fn get(&self, id: Val) -> &Atom {
-        &self.atoms[id as usize]
+    fn find_string(&self, len: u32, hash: u64, s: &str) -> Option<Val> {
+        let candidates = self.strings.get(&(len, hash))?;
+        candidates
+            .iter()
+            .copied()
+            .find(|&c| self.text(c).as_deref() == Some(s))
+    }
+
+    /// The string a value spells (`None` for non-strings; null is "").
+    pub fn text(&self, id: Val) -> Option<String> {
+        let mut parts = Vec::new();
+        let mut at = id;
+        loop {
+            let e = &self.entries[at as usize];
+            match &e.atom {
+                Some(Atom::Str(s)) => {
+                    parts.push(s.as_ref());
+                    break;
+                }
+                Some(Atom::Null) => break,
+                Some(_) => return None,
+                None => {
+                    match &self.entries[e.suffix as usize].atom {
+                        Some(Atom::Str(s)) => parts.push(s.as_ref()),
+                        _ => return None,
+                    }
+                    at = e.parent;
+                }
+            }
+        }
+        let mut out = String::new();
+        for p in parts.iter().rev() {
+            out.push_str(p);
+        }
+        Some(out)
+    }
+
+    /// The value `state` + `suffix`; `None` if either is not a string.
+    pub fn append(&mut self, state: Val, suffix: Val) -> Option<Val> {
+        if let Some(&next) = self.appends.get(&(state, suffix)) {
+            return Some(next);
+        }
+        let (a, b) = (
+            &self.entries[state as usize],
+            &self.entries[suffix as usize],
+        );
+        let base_ok = matches!(a.atom, None | Some(Atom::Null) | Some(Atom::Str(_)));
+        if !base_ok || !matches!(b.atom, Some(Atom::Str(_))) {
+            return None;
+        }
+        let len = a.len + b.len;
+        let hash = a.hash.wrapping_mul(poly_pow(b.len)).wrapping_add(b.hash);
+        let existing = self.strings.get(&(len, hash)).and_then(|cands| {
+            // A hash match: confirm by spelling both out (rare: it happens
+            // when the result equals a value the history mentions).
+            let mut joined = self.text(state)?;
+            joined.push_str(&self.text(suffix)?);
+            cands
+                .iter()
+                .copied()
+                .find(|&c| self.text(c).as_deref() == Some(joined.as_str()))
+        });
+        let next = match existing {
+            Some(id) => id,
+            None => {
+                let id = self.entries.len() as Val;
+                self.entries.push(Entry {
+                    atom: None,
+                    parent: state,
+                    suffix,
+                    len,
+                    hash,
+                });
+                self.strings.entry((len, hash)).or_default().push(id);
+                id
+            }
+        };
+        self.appends.insert((state, suffix), next);
+        Some(next)
+    }
+
+    /// The value as the explanations show it.
+    pub fn display(&self, id: Val) -> String {
+        match &self.entries[id as usize].atom {
+            Some(atom) => atom.to_string(),
+            None => format!("{:?}", self.text(id).unwrap_or_default()),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.atoms.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.atoms.is_empty()
+        self.entries.is_empty()
     }
 }
 
@@ -168,21 +318,13 @@ impl Model for Register<'_> {
             Call::Write(v) => Some(v),
             Call::Cas(expected, new) => (expected == state).then_some(new),
             Call::CasFailed(expected) => (expected != state).then_some(state),
-            Call::Append(suffix) => {
-                let mut values = self.key.values.borrow_mut();
-                let joined = match (values.get(state), values.get(suffix)) {
-                    (Atom::Null, Atom::Str(s)) => Atom::Str(s.clone()),
-                    (Atom::Str(a), Atom::Str(b)) => Atom::Str(format!("{a}{b}").into()),
-                    _ => return None,
-                };
-                Some(values.intern(joined))
-            }
+            Call::Append(suffix) => self.key.values.borrow_mut().append(state, suffix),
         }
     }
 
     fn describe_call(&self, call: &Call) -> String {
         let values = self.key.values.borrow();
-        let v = |id: Val| values.get(id).to_string();
+        let v = |id: Val| values.display(id);
         match *call {
             Call::Read(x) => format!("read -> {}", v(x)),
             Call::Write(x) => format!("write {}", v(x)),
@@ -193,7 +335,7 @@ impl Model for Register<'_> {
     }
 
     fn describe_state(&self, &state: &Val) -> String {
-        self.key.values.borrow().get(state).to_string()
+        self.key.values.borrow().display(state)
     }
 }
 
@@ -400,4 +542,30 @@ pub fn partition(
         .collect();
     out.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appended_strings_keep_canonical_ids() {
+        let mut v = Values::default();
+        let null = v.intern(Atom::Null);
+        let x = v.intern(Atom::Str("x".into()));
+        let y = v.intern(Atom::Str("y".into()));
+        let xy = v.intern(Atom::Str("xy".into()));
+        let n = v.intern(Atom::Int(3));
+        let after_x = v.append(null, x).unwrap();
+        assert_eq!(after_x, x, "null + \"x\" is the value \"x\"");
+        assert_eq!(v.append(after_x, y), Some(xy), "\"x\" + \"y\" is \"xy\"");
+        let yx = v.append(y, x).unwrap();
+        assert_ne!(yx, xy);
+        assert_eq!(v.display(yx), "\"yx\"");
+        assert_eq!(
+            v.append(yx, xy).and_then(|id| v.text(id)).as_deref(),
+            Some("yxxy")
+        );
+        assert_eq!(v.append(n, x), None, "cannot append to an integer");
+    }
 }

@@ -259,6 +259,11 @@ pub struct Search<S> {
     entry: u32,
     track_longest: bool,
     longest: Vec<usize>,
+    /// The stack is deeper than `longest` and not yet copied: copying on
+    /// every push would cost O(n) per push on a valid history; copying when
+    /// the search first backtracks from a new peak costs nothing until it
+    /// has to backtrack.
+    peak_pending: bool,
     done: Option<SearchOutcome>,
     /// The memo's size when the search finished (the memo is then freed).
     explored_at_end: usize,
@@ -281,6 +286,7 @@ impl<S: Clone + Eq + Hash> Search<S> {
             entry,
             track_longest,
             longest: Vec::new(),
+            peak_pending: false,
             done: None,
             explored_at_end: 0,
         }
@@ -372,7 +378,7 @@ impl<S: Clone + Eq + Hash> Search<S> {
                         }
                         self.entries.lift(entry);
                         if self.track_longest && self.stack.len() > self.longest.len() {
-                            self.longest = self.current();
+                            self.peak_pending = true;
                         }
                         self.entry = self.entries.nodes[0].next;
                         continue;
@@ -383,6 +389,10 @@ impl<S: Clone + Eq + Hash> Search<S> {
             } else {
                 // A return entry: its op had to take effect by now.
                 // Backtrack: undo the last linearization, try what follows.
+                if self.peak_pending {
+                    self.longest = self.current();
+                    self.peak_pending = false;
+                }
                 let Some((call, prev_state)) = self.stack.pop() else {
                     return self.finish(SearchOutcome::NotLinearizable, limits);
                 };
