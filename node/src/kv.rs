@@ -62,7 +62,12 @@ impl Kv {
         match op {
             Op::Read { key } => self.read(key),
             Op::Write { key, value } => {
-                self.map.insert(key.clone(), value.clone());
+                match self.map.get_mut(key) {
+                    Some(v) => *v = value.clone(),
+                    None => {
+                        self.map.insert(key.clone(), value.clone());
+                    }
+                }
                 Outcome::Ok {
                     value: Some(value.clone()),
                 }
@@ -91,8 +96,13 @@ impl Kv {
 }
 
 /// A fast, deterministic hash (FxHash's mixing): the digest only has to
-/// tell replicas apart, not resist an adversary.
-struct Fx(u64);
+/// tell replicas apart, and the core's tables are keyed by ids the nodes
+/// themselves assign, so nothing needs to resist an adversary.
+#[derive(Default)]
+pub struct Fx(u64);
+
+/// `HashMap` builder for [`Fx`].
+pub type FxBuild = std::hash::BuildHasherDefault<Fx>;
 
 impl std::hash::Hasher for Fx {
     fn write(&mut self, bytes: &[u8]) {

@@ -78,7 +78,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::config::{Config, Fsync, Learn, Proposers, Reads};
-use crate::kv::Kv;
+use crate::kv::{FxBuild, Kv};
 use crate::message::Message;
 use crate::storage::{Compaction, Record, Recovered, Snapshot};
 use crate::types::{
@@ -265,7 +265,7 @@ pub struct Replica {
     // Clients.
     /// Commands waiting to be proposed (leader) or forwarded.
     queue: VecDeque<Command>,
-    waiting: HashMap<CmdId, Waiting>,
+    waiting: HashMap<CmdId, Waiting, FxBuild>,
     lease_reads: Vec<LeaseRead>,
 
     /// Messages to this node itself, handled before `handle` returns.
@@ -313,7 +313,7 @@ impl Replica {
             backoff_until: now,
             last_ballot: Ballot::ZERO,
             queue: VecDeque::new(),
-            waiting: HashMap::new(),
+            waiting: HashMap::default(),
             lease_reads: Vec::new(),
             inbox: VecDeque::new(),
         };
