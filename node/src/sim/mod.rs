@@ -67,6 +67,9 @@ pub struct SimStats {
     pub chosen_slots: u64,
     pub crashes: u64,
     pub events: u64,
+    /// Operations invoked after every fault healed (plus a grace period
+    /// for a new election) that succeeded.
+    pub late_ok: u64,
 }
 
 /// What a run produced.
@@ -718,10 +721,11 @@ impl Sim {
 
     fn note_liveness(&mut self, p: &Pending, kind: &str) {
         let grace = 1200;
-        if self.cfg.proposers == Proposers::Leader
-            && kind != "ok"
-            && self.healed_at.is_some_and(|h| p.invoked_at >= h + grace)
-        {
+        let late = self.healed_at.is_some_and(|h| p.invoked_at >= h + grace);
+        if late && kind == "ok" {
+            self.stats.late_ok += 1;
+        }
+        if self.cfg.proposers == Proposers::Leader && kind != "ok" && late {
             self.late_failures.push(format!(
                 "{} on {} at node n{} invoked t={}ms (healed at {:?}) ended {kind}",
                 p.f,
