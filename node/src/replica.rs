@@ -1506,4 +1506,242 @@ mod tests {
             );
         }
     }
+
+    fn replica(id: NodeId) -> Replica {
+        Replica::new(Config::new(id, vec![1, 2, 3]), id, 0)
+    }
+
+    fn msg(r: &mut Replica, from: NodeId, m: Message) -> Outputs {
+        r.handle(Input::Message { from, msg: m })
+    }
+
+    #[test]
+    fn p1a_an_acceptor_promises_only_a_higher_ballot_and_persists_it_first() {
+        let mut r = replica(1);
+        let b5 = Ballot::new(5, 2);
+        let out = msg(
+            &mut r,
+            2,
+            Message::Prepare {
+                ballot: b5,
+                from_slot: 0,
+            },
+        );
+        assert_eq!(out.persist, vec![Record::Promise { ballot: b5 }]);
+        assert!(matches!(out.send[..], [(2, Message::Promise { ballot, .. })] if ballot == b5));
+        let out = msg(
+            &mut r,
+            3,
+            Message::Prepare {
+                ballot: Ballot::new(4, 3),
+                from_slot: 0,
+            },
+        );
+        assert!(out.persist.is_empty());
+        assert!(matches!(out.send[..], [(3, Message::Nack { promised, .. })] if promised == b5));
+    }
+
+    #[test]
+    fn p2a_an_acceptor_refuses_an_accept_below_its_promise() {
+        let mut r = replica(1);
+        msg(
+            &mut r,
+            2,
+            Message::Prepare {
+                ballot: Ballot::new(5, 2),
+                from_slot: 0,
+            },
+        );
+        let out = msg(
+            &mut r,
+            3,
+            Message::Accept {
+                ballot: Ballot::new(4, 3),
+                slot: 0,
+                entry: Entry::Noop,
+                commit: 0,
+            },
+        );
+        assert!(out.persist.is_empty());
+        assert!(matches!(out.send[..], [(3, Message::Nack { .. })]));
+    }
+
+    /// Regression: an accept at a higher ballot for a slot the acceptor
+    /// already knew chosen raised its promise without any record carrying
+    /// it, so a restart forgot the promise (found by the simulation's
+    /// "promises never decrease" invariant).
+    #[test]
+    fn an_accept_for_a_chosen_slot_still_persists_the_higher_promise() {
+        let mut r = replica(1);
+        let b1 = Ballot::new(1, 2);
+        msg(
+            &mut r,
+            2,
+            Message::Accept {
+                ballot: b1,
+                slot: 0,
+                entry: Entry::Noop,
+                commit: 1,
+            },
+        );
+        assert_eq!(r.status().commit_index, 1, "slot 0 is known chosen");
+        let b2 = Ballot::new(2, 3);
+        let out = msg(
+            &mut r,
+            3,
+            Message::Accept {
+                ballot: b2,
+                slot: 0,
+                entry: Entry::Noop,
+                commit: 0,
+            },
+        );
+        assert!(
+            out.persist.contains(&Record::Promise { ballot: b2 }),
+            "{:?}",
+            out.persist
+        );
+    }
+
+    #[test]
+    fn a_restarted_node_never_reuses_a_ballot() {
+        let mut r = replica(1);
+        let out = r.handle(Input::Tick { now: 10_000 });
+        let first = out.send.iter().find_map(|(_, m)| match m {
+            Message::Prepare { ballot, .. } => Some(*ballot),
+            _ => None,
+        });
+        let first = first.expect("the election timer fired");
+        // The promise to its own ballot is in the same output's persist.
+        assert!(out.persist.contains(&Record::Promise { ballot: first }));
+        let disk = Recovered {
+            snapshot: None,
+            records: out.persist,
+        };
+        let mut again = Replica::recover(Config::new(1, vec![1, 2, 3]), 99, disk, 0);
+        let out = again.handle(Input::Tick { now: 10_000 });
+        let second = out.send.iter().find_map(|(_, m)| match m {
+            Message::Prepare { ballot, .. } => Some(*ballot),
+            _ => None,
+        });
+        assert!(second.expect("campaigns again") > first);
+    }
+
+    #[test]
+    fn a_new_leader_adopts_the_highest_ballot_value_reported_per_slot() {
+        let cmd = |req| Command {
+            id: CmdId {
+                node: 9,
+                boot: 0,
+                request: req,
+            },
+            dedup: None,
+            op: Op::Write {
+                key: "x".into(),
+                value: Value::Int(req as i64),
+            },
+        };
+        let (older, newer, third) = (
+            Entry::batch(vec![cmd(1)]),
+            Entry::batch(vec![cmd(2)]),
+            Entry::batch(vec![cmd(3)]),
+        );
+        let mut r = replica(1);
+        // This node accepted `newer` in slot 0 at ballot 2.3.
+        let b23 = Ballot::new(2, 3);
+        msg(
+            &mut r,
+            3,
+            Message::Accept {
+                ballot: b23,
+                slot: 0,
+                entry: newer.clone(),
+                commit: 0,
+            },
+        );
+        let out = r.handle(Input::Tick { now: 10_000 });
+        let Some(Message::Prepare { ballot, .. }) = out.send.first().map(|(_, m)| m.clone()) else {
+            panic!("no prepare: {:?}", out.send);
+        };
+        // Node 2 reports an older proposal for slot 0 and one for slot 2;
+        // nobody reports slot 1: a gap.
+        let b12 = Ballot::new(1, 2);
+        let out = msg(
+            &mut r,
+            2,
+            Message::Promise {
+                ballot,
+                from_slot: 0,
+                log_start: 0,
+                accepted: vec![(0, b12, older), (2, b12, third.clone())],
+                chosen: vec![],
+            },
+        );
+        assert!(r.is_leader());
+        let proposed: BTreeMap<Slot, Entry> = out
+            .send
+            .iter()
+            .filter_map(|(to, m)| match m {
+                Message::Accept {
+                    slot,
+                    entry,
+                    ballot: b,
+                    ..
+                } if *to == 2 && *b == ballot => Some((*slot, entry.clone())),
+                _ => None,
+            })
+            .collect();
+        let expected: BTreeMap<Slot, Entry> = [(0, newer), (1, Entry::Noop), (2, third)]
+            .into_iter()
+            .collect();
+        assert_eq!(proposed, expected);
+    }
+
+    #[test]
+    fn deadlines_tell_never_proposed_from_indeterminate() {
+        // No leader known: the request never leaves the node.
+        let mut r = replica(2);
+        r.handle(Input::Client(ClientRequest {
+            id: 1,
+            dedup: None,
+            op: Op::Read { key: "x".into() },
+        }));
+        let out = r.handle(Input::Tick { now: 1_000 });
+        assert!(matches!(
+            out.replies[..],
+            [ClientReply {
+                id: 1,
+                outcome: Outcome::NotProposed { .. }
+            }]
+        ));
+        // Forwarded to a leader: past the deadline the outcome is unknown.
+        let b = Ballot::new(7, 1);
+        msg(
+            &mut r,
+            1,
+            Message::Heartbeat {
+                ballot: b,
+                commit: 0,
+                sent_at: 0,
+            },
+        );
+        let out = r.handle(Input::Client(ClientRequest {
+            id: 2,
+            dedup: None,
+            op: Op::Write {
+                key: "x".into(),
+                value: Value::Int(1),
+            },
+        }));
+        assert!(
+            matches!(out.send[..], [(1, Message::Forward { .. })]),
+            "{:?}",
+            out.send
+        );
+        let out = r.handle(Input::Tick { now: 5_000 });
+        assert!(out
+            .replies
+            .iter()
+            .any(|x| x.id == 2 && matches!(x.outcome, Outcome::Indeterminate { .. })));
+    }
 }
