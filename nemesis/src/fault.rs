@@ -271,13 +271,22 @@ impl Fault {
             FaultKind::Clock => {
                 let mut skews = BTreeMap::new();
                 let mut value = serde_json::Map::new();
+                // Half the time the worst case for leases: the leader's
+                // clock runs slow (its lease seems to last longer) while
+                // the others' run fast (they stop deferring to it sooner).
+                let slow_leader = leader.filter(|_| rng.gen_bool(0.5));
                 for &n in nodes {
+                    // Rates from half to double speed: beyond any lease
+                    // drift bound, so lease reads that trust the clock get
+                    // caught.
+                    let rate = match slow_leader {
+                        Some(l) if l == n => rng.gen_range(0.5..0.7f64),
+                        Some(_) => rng.gen_range(1.5..2.0f64),
+                        None => rng.gen_range(0.5..2.0f64),
+                    };
                     let skew = Skew {
                         offset_ms: rng.gen_range(-5000..=5000),
-                        // Rates from half to double speed: beyond any lease
-                        // drift bound, so lease reads that trust the clock
-                        // get caught.
-                        rate: (rng.gen_range(0.5..2.0f64) * 1000.0).round() / 1000.0,
+                        rate: (rate * 1000.0).round() / 1000.0,
                     };
                     value.insert(
                         n.to_string(),
@@ -316,6 +325,18 @@ impl Fault {
                 }
             }
         }
+    }
+}
+
+/// Cuts `x` off from every other node.
+pub fn isolate(x: NodeId, nodes: &[NodeId], shape: &str) -> Fault {
+    let all: BTreeSet<NodeId> = nodes.iter().copied().collect();
+    let xs = BTreeSet::from([x]);
+    let rest: BTreeSet<NodeId> = all.difference(&xs).copied().collect();
+    Fault {
+        kind: FaultKind::Partition,
+        value: json!({"shape": shape, "components": [names(&xs), names(&rest)]}),
+        effect: Effect::Blocked(between(&xs, &rest)),
     }
 }
 

@@ -87,7 +87,16 @@ impl<B: Backend> Nemesis<B> {
     /// Draws a fault of `kind` for this cluster.
     pub async fn draw(&mut self, kind: FaultKind) -> Fault {
         let leader = self.admin.find_leader(&*self.backend).await;
-        Fault::generate(kind, &self.backend.nodes(), leader, &mut self.rng)
+        let nodes = self.backend.nodes();
+        let skewed = self.active.iter().any(|f| f.kind == FaultKind::Clock);
+        match leader {
+            // Under a clock skew, a partition cuts off the leader: the one
+            // case where a lease that trusts the clock goes wrong.
+            Some(l) if kind == FaultKind::Partition && skewed && nodes.len() > 2 => {
+                crate::fault::isolate(l, &nodes, "isolate-leader")
+            }
+            _ => Fault::generate(kind, &nodes, leader, &mut self.rng),
+        }
     }
 
     /// Puts `fault` in force, recording `start-<kind>` first.
