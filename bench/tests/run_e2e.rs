@@ -262,6 +262,78 @@ fn real_node_short_chaos_run() {
     std::fs::remove_dir_all(&s).ok();
 }
 
+/// Runs the real node with `extra` flags and returns the exit status and
+/// stdout; `None` (skipped) if the node is not built.
+fn real_run(tag: &str, extra: &[&str]) -> Option<(Option<i32>, String)> {
+    let node = real_node()?;
+    let s = store(tag);
+    let out = Command::new(synod_bin())
+        .args(["run", "--store", s.to_str().unwrap(), "--recovery", "3"])
+        .args(extra)
+        .env("SYNOD_NODE_BIN", &node)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        processes_mentioning(s.to_str().unwrap()).is_empty(),
+        "nodes left behind"
+    );
+    std::fs::remove_dir_all(&s).ok();
+    Some((out.status.code(), stdout + &stderr))
+}
+
+/// Teeth: `--reads local` answers from any replica's own state, which a
+/// partition (or plain lag) makes stale; the run must say invalid.
+#[test]
+fn local_reads_under_partitions_are_caught() {
+    let Some((code, out)) = real_run(
+        "teeth-local",
+        &[
+            "--reads",
+            "local",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "1.5",
+            "--time-limit",
+            "8",
+            "--seed",
+            "1",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not linearizable"), "{out}");
+}
+
+/// Teeth: with `--fsync never` a power loss of the whole cluster loses
+/// acknowledged writes; the run must say invalid. (Seed 2 draws
+/// whole-cluster power losses within the time limit.)
+#[test]
+fn unsynced_writes_lost_on_power_loss_are_caught() {
+    let Some((code, out)) = real_run(
+        "teeth-fsync",
+        &[
+            "--fsync",
+            "never",
+            "--nemesis",
+            "power-loss",
+            "--nemesis-interval",
+            "1.5",
+            "--time-limit",
+            "12",
+            "--seed",
+            "2",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{out}");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
