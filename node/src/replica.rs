@@ -70,6 +70,30 @@
 //!
 //! On restart, build the replica with [`Replica::recover`] from what
 //! [`crate::storage::Storage::load`] returned.
+//!
+//! Details a shell may rely on:
+//!
+//! - There is no "storage done" input: the ordering above (records of a
+//!   call durable before the messages and replies of that call or any
+//!   later one leave) is the whole contract, and group commit satisfies
+//!   it by construction.
+//! - Messages to the node itself never appear in `send`: the core handles
+//!   them before `handle` returns (its own promise and accept are
+//!   persisted in the same `persist`).
+//! - A message from a node that is not a member is ignored.
+//! - A forwarded command that reaches a node which is no longer leader is
+//!   dropped; the origin answers `Indeterminate` at the deadline. A read
+//!   forwarded from a follower goes through the log even with
+//!   `reads=lease` (only the leader's own clients get lease reads).
+//! - With `proposers=any` there is no stable leader, so `reads=lease`
+//!   serves reads through the log.
+//! - The core's clock is the last tick's. Lease reads are therefore
+//!   answered on the next tick (a process resumed after a pause may handle
+//!   requests before its first tick, with a stale clock that would extend
+//!   the lease), and a follower's lease guard restarts at the first tick
+//!   after it hears its leader. Tick often (every few ms) and, after a
+//!   stall, tick before anything else if you can.
+//! - `Status` (for `GET /admin/status`) comes from [`Replica::status`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -255,6 +279,11 @@ pub struct Replica {
     leader: Option<(NodeId, Ballot)>,
     /// When this node last heard its leader (lease guard, elections).
     last_heard_leader: u64,
+    /// A leader was heard since the last tick. The core's clock is only as
+    /// fresh as the last tick (a paused process may handle messages before
+    /// its first tick after resuming), so the lease guard restarts at the
+    /// next tick: later than the real receipt, never earlier.
+    heard_since_tick: bool,
     election_deadline: u64,
     /// proposers=any: current backoff and the time it ends.
     backoff_ms: u64,
@@ -308,6 +337,7 @@ impl Replica {
             // After a restart this node does not know when it last heard a
             // leader: assume "just now", so it never cuts a lease short.
             last_heard_leader: now,
+            heard_since_tick: false,
             election_deadline: now,
             backoff_ms: 0,
             backoff_until: now,
@@ -843,6 +873,7 @@ impl Replica {
         }
         self.leader = Some((from, ballot));
         self.last_heard_leader = self.now;
+        self.heard_since_tick = true;
         self.election_deadline = self.now + self.election_timeout();
     }
 
@@ -1014,7 +1045,6 @@ impl Replica {
             applied_any = true;
         }
         if applied_any {
-            self.serve_lease_reads(out);
             self.maybe_compact(out);
         }
     }
@@ -1176,7 +1206,12 @@ impl Replica {
 
     fn on_tick(&mut self, out: &mut Outputs) {
         let now = self.now;
+        if self.heard_since_tick {
+            self.heard_since_tick = false;
+            self.last_heard_leader = self.last_heard_leader.max(now);
+        }
         self.expire_requests(out);
+        self.serve_lease_reads(out);
         let quorum = self.cfg.quorum();
         let t = self.cfg.election_timeout_ms;
         match &mut self.role {
@@ -1329,7 +1364,8 @@ impl Replica {
                         read_index,
                         deadline: self.now + self.cfg.request_timeout_ms,
                     });
-                    self.serve_lease_reads(out);
+                    // Answered on the next tick: only a tick carries a
+                    // fresh clock to check the lease against.
                     return;
                 }
             }
@@ -1347,7 +1383,8 @@ impl Replica {
     }
 
     /// Answers lease reads whose read index is applied, while the lease
-    /// holds; without a lease they go through the log.
+    /// holds; without a lease they go through the log. Called on ticks
+    /// only, so the lease is checked against a fresh clock.
     fn serve_lease_reads(&mut self, out: &mut Outputs) {
         if self.lease_reads.is_empty() {
             return;

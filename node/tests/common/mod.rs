@@ -43,7 +43,12 @@ pub fn judge(result: &SimResult) -> Judgement {
                 let why = c
                     .explanations
                     .first()
-                    .map(|e| format!("key {}: {}", e.key, e.failing.description))
+                    .map(|e| {
+                        format!(
+                            "key {}: {} (invoked at history index {}, state after the longest linearizable prefix: {})",
+                            e.key, e.failing.description, e.failing.invoke_index, e.state_after_prefix
+                        )
+                    })
                     .unwrap_or_default();
                 Judgement::NotLinearizable(format!("keys {:?} {why}", c.invalid_keys))
             }
