@@ -75,8 +75,11 @@ pub struct Values {
     entries: Vec<Entry>,
     /// Base values (from the history) -> id.
     ids: FxHashMap<Atom, Val>,
-    /// (length, hash) of every string value -> ids with that signature.
-    strings: FxHashMap<(u32, u64), Vec<Val>>,
+    /// (length, hash) of every string value -> its id.
+    strings: FxHashMap<(u32, u64), Val>,
+    /// Further strings whose (length, hash) was taken by another string:
+    /// a 64-bit collision, so practically never used, but correct if so.
+    collisions: Vec<((u32, u64), Val)>,
     /// (state, suffix) -> state after the append, so each transition is
     /// computed once.
     appends: FxHashMap<(Val, Val), Val>,
@@ -131,7 +134,7 @@ impl Values {
                 self.ids.insert(atom, found);
                 return found;
             }
-            self.strings.entry((len, hash)).or_default().push(id);
+            self.add_string(len, hash, id);
         }
         self.entries.push(Entry {
             atom: Some(atom.clone()),
@@ -144,12 +147,53 @@ impl Values {
         id
     }
 
-    fn find_string(&self, len: u32, hash: u64, s: &str) -> Option<Val> {
-        let candidates = self.strings.get(&(len, hash))?;
-        candidates
+    fn add_string(&mut self, len: u32, hash: u64, id: Val) {
+        match self.strings.entry((len, hash)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.collisions.push(((len, hash), id));
+            }
+        }
+    }
+
+    /// Ids of strings with this signature (almost always 0 or 1).
+    fn candidates(&self, len: u32, hash: u64) -> impl Iterator<Item = Val> + '_ {
+        let first = self.strings.get(&(len, hash)).copied();
+        let more = self
+            .collisions
             .iter()
-            .copied()
-            .find(|&c| self.text(c).as_deref() == Some(s))
+            .filter(move |(k, _)| first.is_some() && *k == (len, hash))
+            .map(|&(_, id)| id);
+        first.into_iter().chain(more)
+    }
+
+    fn find_string(&self, len: u32, hash: u64, s: &str) -> Option<Val> {
+        self.candidates(len, hash).find(|&c| self.spells(c, s))
+    }
+
+    /// Whether value `id` spells `s`, walking its append chain from the
+    /// end without building the string.
+    fn spells(&self, mut id: Val, mut s: &str) -> bool {
+        loop {
+            let e = &self.entries[id as usize];
+            match &e.atom {
+                Some(Atom::Str(t)) => return t.as_ref() == s,
+                Some(Atom::Null) => return s.is_empty(),
+                Some(_) => return false,
+                None => {
+                    let Some(Atom::Str(t)) = &self.entries[e.suffix as usize].atom else {
+                        return false;
+                    };
+                    match s.strip_suffix(t.as_ref()) {
+                        Some(rest) => s = rest,
+                        None => return false,
+                    }
+                    id = e.parent;
+                }
+            }
+        }
     }
 
     /// The string a value spells (`None` for non-strings; null is "").
@@ -196,15 +240,21 @@ impl Values {
         }
         let len = a.len + b.len;
         let hash = a.hash.wrapping_mul(poly_pow(b.len)).wrapping_add(b.hash);
-        let existing = self.strings.get(&(len, hash)).and_then(|cands| {
-            // A hash match: confirm by spelling both out (rare: it happens
-            // when the result equals a value the history mentions).
-            let mut joined = self.text(state)?;
-            joined.push_str(&self.text(suffix)?);
-            cands
-                .iter()
-                .copied()
-                .find(|&c| self.text(c).as_deref() == Some(joined.as_str()))
+        // A signature match means an equal string, almost surely: confirm
+        // it (this happens when the result is a value the history reads).
+        let existing = self.candidates(len, hash).find(|&c| {
+            let Some(Atom::Str(t)) = &self.entries[suffix as usize].atom else {
+                return false;
+            };
+            match &self.entries[c as usize].atom {
+                Some(Atom::Str(cs)) => cs
+                    .strip_suffix(t.as_ref())
+                    .is_some_and(|rest| self.spells(state, rest)),
+                _ => self.text(c).is_some_and(|cs| {
+                    cs.strip_suffix(t.as_ref())
+                        .is_some_and(|rest| self.spells(state, rest))
+                }),
+            }
         });
         let next = match existing {
             Some(id) => id,
@@ -217,7 +267,7 @@ impl Values {
                     len,
                     hash,
                 });
-                self.strings.entry((len, hash)).or_default().push(id);
+                self.add_string(len, hash, id);
                 id
             }
         };
