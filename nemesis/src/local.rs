@@ -367,9 +367,12 @@ impl LocalBackend {
 fn pick_port(base: Option<u16>, k: u16) -> Result<u16> {
     match base {
         Some(base) => {
-            let port = base
-                .checked_add(k)
-                .ok_or(NemesisError::PortInUse { port: u16::MAX })?;
+            let port = base.checked_add(k).ok_or_else(|| {
+                NemesisError::io(
+                    format!("--base-port {base} leaves no room for node {}", k + 1),
+                    std::io::Error::from(std::io::ErrorKind::InvalidInput),
+                )
+            })?;
             match TcpListener::bind(("127.0.0.1", port)) {
                 Ok(_) => Ok(port),
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
