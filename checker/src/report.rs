@@ -47,10 +47,11 @@ pub struct LatencyRow {
     pub mean: f64,
 }
 
-/// Completions in one second of the run.
+/// Completions in one second of the run (a longer bucket for runs of
+/// more than a day).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Second {
-    /// Seconds since the run started.
+    /// Seconds since the run started, at the bucket's start.
     pub t: u64,
     pub ok: u64,
     pub fail: u64,
@@ -108,6 +109,9 @@ pub struct Report {
     pub histograms: BTreeMap<(String, String), Histogram<u64>>,
 }
 
+/// The most time buckets a report keeps (a day and more of seconds).
+const MAX_BUCKETS: u64 = 100_000;
+
 fn histogram() -> Histogram<u64> {
     // 1 ns .. 1 hour at 3 significant figures; saturating records clamp
     // anything beyond, and these bounds are valid, so creation cannot fail.
@@ -160,10 +164,14 @@ pub fn report(history: &History) -> Report {
     let end = history.events.last().map(|e| e.time).unwrap_or(0);
     let mut counts: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut histograms: BTreeMap<(String, String), Histogram<u64>> = BTreeMap::new();
-    let span_s = (end.saturating_sub(start) / 1_000_000_000) as usize + 1;
+    // One bucket per second, unless the run is absurdly long (or its
+    // times are garbage): then wider buckets, so memory stays bounded.
+    let span = end.saturating_sub(start);
+    let bucket_ns = (span / MAX_BUCKETS).max(1_000_000_000);
+    let span_s = (span / bucket_ns) as usize + 1;
     let mut seconds: Vec<Second> = (0..span_s)
         .map(|t| Second {
-            t: t as u64,
+            t: t as u64 * (bucket_ns / 1_000_000_000),
             ..Second::default()
         })
         .collect();
@@ -183,7 +191,7 @@ pub fn report(history: &History) -> Report {
             .entry((op.f.clone(), outcome.to_string()))
             .or_insert_with(histogram)
             .saturating_record(lat.max(1));
-        let s = ((done.saturating_sub(start)) / 1_000_000_000) as usize;
+        let s = ((done.saturating_sub(start)) / bucket_ns) as usize;
         let s = s.min(span_s - 1);
         match op.outcome {
             EventType::Ok => {

@@ -46,6 +46,15 @@ fn limited() -> Options {
     }
 }
 
+/// Everything a history goes through in `synod check`, minus the files.
+fn judge_and_render(h: &synod_checker::History) {
+    if let Ok(checked) = check(h, &limited()) {
+        let report = synod_checker::report::report(h);
+        let _ = synod_checker::html::report_page("fuzz", &checked, &report);
+        let _ = synod_checker::html::explanation_page("fuzz", &checked.explanations);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
@@ -76,7 +85,7 @@ proptest! {
         let text = String::from_utf8_lossy(&bytes);
         for format in [Format::Auto, Format::Jsonl, Format::JepsenLog, Format::Edn, Format::JepsenEdn] {
             if let Ok(imported) = read_str(&text, format) {
-                let _ = check(&imported.history, &limited());
+                judge_and_render(&imported.history);
             }
         }
         let _ = HistoryReader::new(&bytes[..]).count();
@@ -96,7 +105,7 @@ proptest! {
         }
         let text = String::from_utf8_lossy(&out);
         if let Ok(imported) = read_str(&text, Format::Auto) {
-            let _ = check(&imported.history, &limited());
+            judge_and_render(&imported.history);
         }
         let edn = text.replace('"', "").replace("{", "{:").replace(':', " :");
         let _ = read_str(&edn, Format::Edn);

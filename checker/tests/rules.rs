@@ -312,3 +312,15 @@ fn memory_limit_gives_unknown_naming_the_keys() {
         Verdict::Valid
     );
 }
+
+#[test]
+fn absurd_times_do_not_blow_up_the_report() {
+    let h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), u64::MAX / 2),
+    ]);
+    let r = synod_checker::report::report(&h);
+    assert!(r.seconds.len() <= 100_001);
+    let checked = check(&h, &Options::default()).unwrap();
+    assert!(synod_checker::html::report_page("t", &checked, &r).contains("valid"));
+}
