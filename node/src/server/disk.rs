@@ -8,15 +8,18 @@
 //! order. Groups are processed strictly in order, so the core's rule
 //! "persist before sending, for this call and every later one" holds.
 //!
-//! Two refinements keep fsyncs off the critical path without weakening
-//! that rule (the safety argument is at each):
+//! Refinements keep fsyncs off the critical path without weakening that
+//! rule, because what they release early does not depend on the group's
+//! own records (the argument is at [`is_early`]):
 //!
-//! * **Early accepts.** A leader's phase-2a `Accept` messages leave before
-//!   the group's own fsync, overlapping the leader's disk write with the
-//!   followers' (see [`is_early`]).
-//! * **Lazy chosen marks.** A group whose only records are `Chosen` marks
-//!   releases its replies at once; the marks are synced with the next
-//!   group or as soon as the thread is idle.
+//! * **Early messages.** A leader's `Accept`s and `Heartbeat`s, forwarded
+//!   client commands and catch-up traffic leave before the group's fsync,
+//!   overlapping the leader's disk write with the followers'.
+//! * **Early replies** (with `--learn leader`): a client's answer reports
+//!   a value chosen by a majority of durable votes.
+//! * **Lazy chosen marks.** `Chosen` records are never waited for; they
+//!   are synced with the next group that needs a sync, or within
+//!   [`LAZY_SYNC`].
 //!
 //! With `--fsync never` (unsafe on purpose) records stay in this process's
 //! buffer and reach the file only every [`WRITEBACK`], never fsynced: a
@@ -29,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use synod_node::storage::{Compaction, FileStorage};
-use synod_node::{Fsync, Message, NodeId, Outcome, Record, Storage};
+use synod_node::{Fsync, Learn, Message, NodeId, Outcome, Record, Storage};
 use tokio::sync::oneshot;
 
 use super::metrics::Metrics;
@@ -38,6 +41,10 @@ use super::peers::Peers;
 /// How long `--fsync never` keeps records in the process before writing
 /// them (unsynced) to the file: the window a power loss can erase.
 pub const WRITEBACK: Duration = Duration::from_millis(500);
+
+/// With `--fsync always`, how long appended `Chosen` marks may wait for a
+/// sync when no group needs one.
+pub const LAZY_SYNC: Duration = Duration::from_millis(50);
 
 /// What one batch of inputs to the core produced.
 #[derive(Default)]
@@ -48,6 +55,8 @@ pub struct Group {
     /// Released after it.
     pub late: Vec<(NodeId, Message)>,
     pub replies: Vec<(oneshot::Sender<Outcome>, Outcome)>,
+    /// Replies may leave before the fsync (see [`replies_early`]).
+    pub replies_early: bool,
     pub compact: Option<Compaction>,
 }
 
@@ -71,20 +80,46 @@ pub enum DiskCmd {
 
 /// Whether a message may leave before the fsync of its own group.
 ///
-/// Only a leader's `Accept` (phase 2a). It depends on (a) the leader's
-/// promise of its ballot, persisted in the campaign's group, which was
-/// synced before that group's `Prepare`s left, so before any promise, so
-/// before this leader existed; and (b) its `commit` field, i.e. slots the
-/// leader counted chosen. A slot counts chosen with a majority of votes;
-/// the leader's own vote for a slot is recorded in the group that proposed
-/// it, and any other vote answers an `Accept` released when this thread
-/// took that group, so it reaches the core in a strictly later group. By
-/// the time this thread takes that later group, the earlier one is synced.
-/// So every vote behind `commit` is durable before the message leaves. The
-/// leader's own `Accept` record in this group is not needed by anyone
-/// else: followers' votes are their own, made durable before they answer.
+/// The invariant: this thread takes a set of groups only after the
+/// previous set is synced, and the replica task formed every group of the
+/// set before any of its messages left. So a peer's answer to a message of
+/// the set reaches the core in a later set, and the only unsynced records
+/// a message can depend on are those of its own set.
+///
+/// * `Accept` and `Heartbeat` (a leader's) depend on (a) the leader's
+///   promise of its ballot, persisted in the campaign's group, synced
+///   before the `Prepare`s left, so before this leader existed; and (b)
+///   their `commit` field: slots the leader counted chosen. A slot counts
+///   chosen with a majority of votes. The leader's own vote is recorded in
+///   the group that proposed the slot; every other vote answers an
+///   `Accept` of that group, so it arrives in a later set, by when the
+///   proposing group is synced. Every vote behind `commit` is durable.
+/// * `Forward` and `CatchUp` carry client commands and requests: nothing
+///   durable. `CatchUpReply` carries chosen entries and applied state:
+///   facts, durable on a majority. `HeartbeatAck` carries no promise.
+/// * Not early: `Prepare` (the proposer's own promise must be durable
+///   first), `Promise` and `Accepted` (the acceptor's records), `Nack`.
 pub fn is_early(msg: &Message) -> bool {
-    matches!(msg, Message::Accept { .. })
+    matches!(
+        msg,
+        Message::Accept { .. }
+            | Message::Heartbeat { .. }
+            | Message::HeartbeatAck { .. }
+            | Message::Forward { .. }
+            | Message::CatchUp { .. }
+            | Message::CatchUpReply { .. }
+    )
+}
+
+/// Whether client replies may leave before their group's fsync.
+///
+/// With `learn=leader` a node knows a slot chosen either by counting votes
+/// as a leader (durable, as argued at [`is_early`]) or from a leader's
+/// commit point (durable the same way), or from catch-up (facts). With
+/// `learn=all` a node counts its own vote, possibly recorded in this very
+/// group, so its replies wait for the sync.
+pub fn replies_early(learn: Learn) -> bool {
+    learn == Learn::Leader
 }
 
 /// Whether a record must be durable before the group's messages and
@@ -109,18 +144,13 @@ impl DiskThread {
         let mut dirty = false;
         let mut dirty_since = Instant::now();
         let mut set: Vec<Group> = Vec::new();
-        // A command taken by the idle check, to handle first next round.
-        let mut carry: Option<DiskCmd> = None;
         loop {
             let wait = match (dirty, self.fsync) {
                 (true, Fsync::Never) => WRITEBACK.saturating_sub(dirty_since.elapsed()),
+                (true, Fsync::Always) => LAZY_SYNC.saturating_sub(dirty_since.elapsed()),
                 _ => Duration::from_secs(3600),
             };
-            let next = match carry.take() {
-                Some(cmd) => Ok(cmd),
-                None => rx.recv_timeout(wait),
-            };
-            let first = match next {
+            let first = match rx.recv_timeout(wait) {
                 Ok(cmd) => cmd,
                 Err(RecvTimeoutError::Timeout) => {
                     self.sync_or_die();
@@ -157,6 +187,11 @@ impl DiskThread {
                 for g in &mut seg {
                     for (to, m) in g.early.drain(..) {
                         self.peers.send(to, m);
+                    }
+                    if g.replies_early {
+                        for (tx, outcome) in g.replies.drain(..) {
+                            let _ = tx.send(outcome);
+                        }
                     }
                 }
                 let mut must_sync = false;
@@ -214,17 +249,6 @@ impl DiskThread {
                 // SAFETY: _exit ends the process without running any Rust
                 // or libc cleanup: a crash, on purpose.
                 unsafe { libc::_exit(137) };
-            }
-            // Idle: sync lazily appended chosen marks now rather than
-            // leaving them for the next group's fsync.
-            if dirty && self.fsync == Fsync::Always {
-                match rx.try_recv() {
-                    Ok(cmd) => carry = Some(cmd),
-                    Err(_) => {
-                        self.sync_or_die();
-                        dirty = false;
-                    }
-                }
             }
         }
         // Shutdown: everything appended reaches the disk.

@@ -21,7 +21,7 @@ use synod_node::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock::NodeClock;
-use super::disk::{is_early, DiskCmd, Group};
+use super::disk::{is_early, replies_early, DiskCmd, Group};
 use super::metrics::Metrics;
 
 /// How often the core hears the time. Timers (heartbeats every 50 ms,
@@ -206,6 +206,7 @@ impl Driver {
             .fetch_add(out.chosen.len() as u64, Relaxed);
         out.chosen.clear();
         let mut group = Group {
+            replies_early: replies_early(self.replica.config().learn),
             records: std::mem::take(&mut out.persist),
             compact: out.compact.take(),
             ..Group::default()

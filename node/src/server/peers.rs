@@ -104,6 +104,7 @@ impl Link {
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut batch = Vec::with_capacity(64);
         let mut failures: u64 = 0;
+        let mut next_log: u64 = 0;
         while let Some(first) = rx.recv().await {
             batch.push(first);
             while batch.len() < MAX_BATCH {
@@ -146,7 +147,8 @@ impl Link {
                     self.metrics.peer_batches_failed.fetch_add(1, Relaxed);
                     // Log the first failure and then every 100th: a dead
                     // peer must not flood the log.
-                    if failures % 100 == 0 {
+                    if failures == 0 || failures >= next_log {
+                        next_log = failures + 100;
                         let why = match other {
                             Ok(r) => format!("status {}", r.status()),
                             Err(e) => e.to_string(),
