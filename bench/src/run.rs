@@ -34,7 +34,7 @@ use serde_json::json;
 use synod_checker::{check_and_report, History, Options};
 use synod_nemesis::admin::Admin;
 use synod_nemesis::{
-    Backend, FaultKind, LocalBackend, LocalConfig, Nemesis, NemesisEvent, Schedule,
+    Backend, FaultKind, LocalBackend, LocalConfig, Nemesis, NemesisEvent, Program, Schedule,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -60,7 +60,9 @@ pub enum BackendKind {
 pub enum Target {
     /// Synod nodes started by the backend.
     Synod,
-    /// An etcd cluster through its v3 JSON gateway (`--etcd-endpoints`).
+    /// An etcd cluster through its v3 JSON gateway: a local one started
+    /// from the `etcd` binary (pause and kill faults), or an external one
+    /// at `--etcd-endpoints` (no faults).
     Etcd,
 }
 
@@ -232,7 +234,23 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         bail!("--nemesis-interval must be positive");
     }
     let etcd = match (&args.target, &args.etcd_endpoints) {
-        (Target::Etcd, None) => bail!("--target etcd needs --etcd-endpoints URL,..."),
+        (Target::Etcd, None) => {
+            // A local etcd cluster: its peer links are direct, so only
+            // process faults apply.
+            let unsupported: Vec<&str> = faults
+                .iter()
+                .filter(|k| !matches!(k, FaultKind::Pause | FaultKind::Kill))
+                .map(|k| k.name())
+                .collect();
+            if !unsupported.is_empty() {
+                bail!(
+                    "a local etcd cluster supports only the pause and kill faults, not {}: \
+                     pass e.g. --nemesis pause,kill",
+                    unsupported.join(", ")
+                );
+            }
+            Vec::new()
+        }
         (Target::Etcd, Some(list)) => {
             let urls: Vec<(String, String)> = list
                 .split(',')
@@ -251,8 +269,9 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             }
             if !faults.is_empty() {
                 bail!(
-                    "faults on an etcd cluster need a backend that runs etcd (not built yet): \
-                     pass --nemesis none with --target etcd"
+                    "synod cannot inject faults into an etcd cluster it did not start: \
+                     pass --nemesis none with --etcd-endpoints, or leave the endpoints out \
+                     to run a local etcd cluster"
                 );
             }
             urls
@@ -325,7 +344,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     };
     let timeout = Duration::from_millis(args.client_timeout_ms.max(1));
     let outcome = match args.target {
-        Target::Etcd => {
+        Target::Etcd if !plan.etcd.is_empty() => {
             let client = Arc::new(EtcdClient::new(
                 plan.etcd.clone(),
                 timeout,
@@ -334,9 +353,14 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             execute::<_, LocalBackend>(&args, &plan, &dir, client, None, workload, &mut signals)
                 .await
         }
-        Target::Synod => {
+        Target::Synod | Target::Etcd => {
+            let program = match args.target {
+                Target::Etcd => Program::Etcd,
+                Target::Synod => Program::Synod,
+            };
             let backend = Arc::new(
                 LocalBackend::new(LocalConfig {
+                    program,
                     nodes: args.nodes,
                     node_bin: None,
                     dir: dir.clone(),
@@ -349,7 +373,7 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             );
             let result = async {
                 tokio::select! {
-                    r = bring_up(&backend) => r?,
+                    r = bring_up(&backend, program) => r?,
                     sig = signals.recv() => bail!("interrupted by {sig} while the cluster started"),
                 }
                 let nodes = backend
@@ -357,17 +381,14 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                     .into_iter()
                     .map(|n| Ok((n.to_string(), backend.url(n)?)))
                     .collect::<synod_nemesis::Result<Vec<_>>>()?;
-                let client = Arc::new(SynodClient::new(nodes, timeout)?);
-                execute(
-                    &args,
-                    &plan,
-                    &dir,
-                    client,
-                    Some(backend.clone()),
-                    workload,
-                    &mut signals,
-                )
-                .await
+                let b = Some(backend.clone());
+                if program == Program::Etcd {
+                    let client = Arc::new(EtcdClient::new(nodes, timeout, args.serializable)?);
+                    execute(&args, &plan, &dir, client, b, workload, &mut signals).await
+                } else {
+                    let client = Arc::new(SynodClient::new(nodes, timeout)?);
+                    execute(&args, &plan, &dir, client, b, workload, &mut signals).await
+                }
             }
             .await;
             backend.teardown().await;
@@ -378,8 +399,12 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
 }
 
 /// Starts the nodes and waits (a bounded while) for one to lead.
-async fn bring_up(backend: &Arc<LocalBackend>) -> anyhow::Result<()> {
+async fn bring_up(backend: &Arc<LocalBackend>, program: Program) -> anyhow::Result<()> {
     backend.start().await?;
+    if program == Program::Etcd {
+        // etcd answers /health only once it has a leader.
+        return Ok(());
+    }
     let admin = Admin::new(backend.token())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::time::Instant::now() < deadline {

@@ -90,7 +90,43 @@ fn port_in_use_is_named() {
 }
 
 #[test]
-fn etcd_target_without_endpoints_is_rejected() {
-    let out = synod(&["run", "--target", "etcd"], &[]);
-    assert_clear_failure(&out, "--etcd-endpoints");
+fn network_faults_on_a_local_etcd_cluster_are_rejected() {
+    let out = synod(&["run", "--target", "etcd", "--nemesis", "partition"], &[]);
+    assert_clear_failure(&out, "only the pause and kill faults");
+}
+
+#[test]
+fn faults_on_an_external_etcd_are_rejected() {
+    let out = synod(
+        &[
+            "run",
+            "--target",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:1",
+            "--nemesis",
+            "kill",
+        ],
+        &[],
+    );
+    assert_clear_failure(&out, "did not start");
+}
+
+#[test]
+fn missing_etcd_binary_says_how_to_install_it() {
+    let s = store();
+    let out = synod(
+        &[
+            "run",
+            "--store",
+            s.to_str().unwrap(),
+            "--target",
+            "etcd",
+            "--nemesis",
+            "kill",
+        ],
+        &[("SYNOD_ETCD_BIN", "/nonexistent/etcd")],
+    );
+    assert_clear_failure(&out, "apt-get install etcd-server");
+    std::fs::remove_dir_all(&s).ok();
 }

@@ -334,6 +334,39 @@ fn unsynced_writes_lost_on_power_loss_are_caught() {
     assert_eq!(code, Some(1), "{out}");
 }
 
+/// etcd started by the local backend, three members, under pauses and
+/// kills: linearizable reads must stay valid.
+#[test]
+fn local_etcd_cluster_under_pauses_and_kills_is_valid() {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("etcd").is_file()));
+    if !on_path {
+        eprintln!("SKIPPED: no etcd binary on PATH (apt-get install etcd-server)");
+        return;
+    }
+    let s = store("etcd-local");
+    let out = Command::new(synod_bin())
+        .args(["run", "--store", s.to_str().unwrap(), "--target", "etcd"])
+        .args(["--nemesis", "pause,kill", "--nemesis-interval", "1.5"])
+        .args(["--time-limit", "8", "--recovery", "3", "--seed", "4"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let h = history(&s.join("latest"));
+    assert!(h.contains("\"f\":\"start-"), "no fault started");
+    assert!(
+        processes_mentioning(s.to_str().unwrap()).is_empty(),
+        "etcd left behind"
+    );
+    std::fs::remove_dir_all(&s).ok();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -16,6 +16,18 @@ pub enum NemesisError {
     )]
     NodeBinaryMissing { path: PathBuf },
 
+    /// The `etcd` binary is not where we looked.
+    #[error(
+        "the etcd binary was not found at {}: install it with `apt-get install etcd-server`, \
+         or point SYNOD_ETCD_BIN at it",
+        path.display()
+    )]
+    EtcdBinaryMissing { path: PathBuf },
+
+    /// A fault this backend cannot inject.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+
     /// A port the user asked for is taken by another process.
     #[error("port {port} on 127.0.0.1 is already in use: choose another --base-port or stop what holds it")]
     PortInUse { port: u16 },

@@ -10,8 +10,9 @@
 //! # Layout
 //!
 //! - [`backend`]: the [`Backend`] trait, [`NodeId`] and [`Link`].
-//! - [`local`]: the `local` backend: child processes on loopback, their
-//!   data directories and logs in the run directory.
+//! - [`local`]: the `local` backend: child processes on loopback (Synod
+//!   nodes, or an etcd cluster for comparison), their data directories and
+//!   logs in the run directory.
 //! - [`proxy`]: the TCP link proxy in front of every directed peer link:
 //!   blackhole, delay with jitter, resets, all without root.
 //! - [`fault`]: the fault kinds (`--nemesis` names), a fault with its
@@ -31,6 +32,6 @@ pub mod proxy;
 pub use backend::{Backend, Link, NodeId};
 pub use error::{NemesisError, Result};
 pub use fault::{Fault, FaultKind};
-pub use local::{LocalBackend, LocalConfig};
+pub use local::{LocalBackend, LocalConfig, Program};
 pub use nemesis::{EventSink, Nemesis, NemesisEvent, Schedule};
 pub use proxy::{Delay, LinkFault, LinkProxy};

@@ -28,12 +28,50 @@ use crate::proxy::{LinkFault, LinkProxy};
 /// The environment variable that overrides where the node binary is.
 pub const NODE_BIN_ENV: &str = "SYNOD_NODE_BIN";
 
+/// What the local backend runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Program {
+    /// `synod-node`, every peer link through a [`LinkProxy`].
+    Synod,
+    /// Debian's `etcd` (package `etcd-server`). Its members must agree on
+    /// one peer URL each, which per-link proxies cannot give, so its peer
+    /// links are direct and only process faults (pause, kill) apply.
+    Etcd,
+}
+
+/// The environment variable that overrides where `etcd` is.
+pub const ETCD_BIN_ENV: &str = "SYNOD_ETCD_BIN";
+
+/// Finds `etcd`: `$SYNOD_ETCD_BIN`, else on `PATH`.
+pub fn find_etcd_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os(ETCD_BIN_ENV) {
+        let p = PathBuf::from(p);
+        return if p.is_file() {
+            Ok(p)
+        } else {
+            Err(NemesisError::EtcdBinaryMissing { path: p })
+        };
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("etcd"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| NemesisError::EtcdBinaryMissing {
+            path: PathBuf::from("etcd"),
+        })
+}
+
 /// How to bring up a local cluster.
 #[derive(Clone, Debug)]
 pub struct LocalConfig {
+    /// What to run.
+    pub program: Program,
     /// Cluster size.
     pub nodes: u32,
-    /// The `synod-node` binary; `None` finds it with [`find_node_binary`].
+    /// The binary; `None` finds it with [`find_node_binary`] or
+    /// [`find_etcd_binary`].
     pub node_bin: Option<PathBuf>,
     /// The run directory; node data and logs go under `nodes/`.
     pub dir: PathBuf,
@@ -99,6 +137,8 @@ struct LocalNode {
 
 /// A cluster of local `synod-node` processes behind link proxies.
 pub struct LocalBackend {
+    /// Decides the command line and which faults apply.
+    program: Program,
     bin: PathBuf,
     token: String,
     ready_timeout: Duration,
@@ -119,11 +159,21 @@ impl LocalBackend {
         for (k, _) in ids.iter().enumerate() {
             ports.push(pick_port(config.base_port, k as u16)?);
         }
+        let etcd = config.program == Program::Etcd;
         let bin = match config.node_bin.clone() {
             Some(p) if p.is_file() => p,
+            Some(p) if etcd => return Err(NemesisError::EtcdBinaryMissing { path: p }),
             Some(p) => return Err(NemesisError::NodeBinaryMissing { path: p }),
+            None if etcd => find_etcd_binary()?,
             None => find_node_binary()?,
         };
+        // etcd also needs a peer port per member.
+        let mut peer_ports = Vec::new();
+        if etcd {
+            for _ in &ids {
+                peer_ports.push(pick_port(None, 0)?);
+            }
+        }
         let nodes_dir = config.dir.join("nodes");
         let listen: Vec<SocketAddr> = ports
             .iter()
@@ -132,7 +182,7 @@ impl LocalBackend {
         let mut links = BTreeMap::new();
         for &from in &ids {
             for &to in &ids {
-                if from != to {
+                if from != to && !etcd {
                     let proxy = LinkProxy::start(listen[(to.0 - 1) as usize])
                         .await
                         .map_err(|e| {
@@ -152,27 +202,57 @@ impl LocalBackend {
             let peers = ids
                 .iter()
                 .filter(|&&j| j != id)
-                .map(|&j| {
-                    format!(
-                        "{}=http://{}",
-                        j.0,
-                        links[&Link { from: id, to: j }].listen_addr()
-                    )
+                .filter_map(|&j| {
+                    // Every link has a proxy for Synod; etcd has none and
+                    // does not use this list.
+                    let proxy = links.get(&Link { from: id, to: j })?;
+                    Some(format!("{}=http://{}", j.0, proxy.listen_addr()))
                 })
                 .collect::<Vec<_>>()
                 .join(",");
-            let mut args = vec![
-                "--id".to_string(),
-                id.0.to_string(),
-                "--listen".into(),
-                listen[(id.0 - 1) as usize].to_string(),
-                "--peers".into(),
-                peers,
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--token".into(),
-                config.token.clone(),
-            ];
+            let mut args = if etcd {
+                let url = |port: u16| format!("http://127.0.0.1:{port}");
+                let cluster = ids
+                    .iter()
+                    .map(|j| format!("{j}={}", url(peer_ports[(j.0 - 1) as usize])))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let client = url(ports[(id.0 - 1) as usize]);
+                let peer = url(peer_ports[(id.0 - 1) as usize]);
+                vec![
+                    "--name".to_string(),
+                    id.to_string(),
+                    "--data-dir".into(),
+                    data_dir.display().to_string(),
+                    "--listen-client-urls".into(),
+                    client.clone(),
+                    "--advertise-client-urls".into(),
+                    client,
+                    "--listen-peer-urls".into(),
+                    peer.clone(),
+                    "--initial-advertise-peer-urls".into(),
+                    peer,
+                    "--initial-cluster".into(),
+                    cluster,
+                    "--initial-cluster-token".into(),
+                    config.token.clone(),
+                    "--initial-cluster-state".into(),
+                    "new".into(),
+                ]
+            } else {
+                vec![
+                    "--id".to_string(),
+                    id.0.to_string(),
+                    "--listen".into(),
+                    listen[(id.0 - 1) as usize].to_string(),
+                    "--peers".into(),
+                    peers,
+                    "--data-dir".into(),
+                    data_dir.display().to_string(),
+                    "--token".into(),
+                    config.token.clone(),
+                ]
+            };
             args.extend(config.node_args.iter().cloned());
             nodes.push(LocalNode {
                 id,
@@ -193,6 +273,7 @@ impl LocalBackend {
                 NemesisError::io("cannot build an HTTP client", std::io::Error::other(e))
             })?;
         Ok(LocalBackend {
+            program: config.program,
             bin,
             token: config.token,
             ready_timeout: config.ready_timeout,
@@ -513,6 +594,15 @@ impl Backend for LocalBackend {
 
     fn set_link(&self, link: Link, fault: LinkFault) -> Result<()> {
         let links = lock(&self.links);
+        if self.program == Program::Etcd {
+            return if fault.is_healthy() {
+                Ok(())
+            } else {
+                Err(NemesisError::Unsupported(
+                    "network faults on a local etcd cluster (its peer links are direct)".into(),
+                ))
+            };
+        }
         match links.get(&link) {
             Some(proxy) => {
                 proxy.set(fault);
