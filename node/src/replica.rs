@@ -828,7 +828,17 @@ impl Replica {
                 self.promised = promised;
                 out.persist.push(Record::Promise { ballot: promised });
             }
+            let was_leader = matches!(self.role, Role::Leader(_));
             self.step_down(out);
+            // With leases, followers ignore every candidate but their
+            // leader, so a candidate that cannot win (it is behind, or cut
+            // off) would keep preempting leaders with ever higher ballots
+            // and never hear why. The preempted leader re-runs phase 1 at
+            // once, above that ballot; its followers let it through, and
+            // the candidate's promise yields to it.
+            if was_leader && self.lease_mode() {
+                self.campaign(out);
+            }
         }
     }
 
