@@ -607,3 +607,66 @@ async fn thousands_of_random_bad_requests_change_nothing() {
     }
     assert_eq!(c.put(1, "after", json!(1)).await.0, 200);
 }
+
+/// The other documented modes serve through every node too: learn=all
+/// (replies wait for their group's fsync), lease reads, dueling proposers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_modes_serve_through_every_node() {
+    for flags in [
+        &["--learn", "all", "--reads", "lease"][..],
+        &["--proposers", "any", "--fsync", "never"][..],
+    ] {
+        let c = Cluster::start(3, flags).await;
+        for id in c.ids() {
+            let key = format!("m{id}");
+            c.put_eventually(&key, json!(id), Duration::from_secs(10))
+                .await;
+            let mut got = (0, Value::Null);
+            for _ in 0..50 {
+                got = c.get(id % 3 + 1, &key).await;
+                if got.0 == 200 {
+                    break;
+                }
+            }
+            assert_eq!(got, (200, json!({"value": id})), "{flags:?}");
+        }
+        c.wait_converged(Duration::from_secs(10))
+            .await
+            .unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clock_can_be_skewed_and_reset() {
+    let c = Cluster::start(1, &[]).await;
+    let before = c.status(1).await.expect("status")["clock_ms"]
+        .as_u64()
+        .expect("clock_ms");
+    let r = c
+        .http
+        .post(format!("{}/admin/clock", c.url(1)))
+        .bearer_auth(TOKEN)
+        .json(&json!({"offset_ms": 60_000, "rate": 2.0}))
+        .send()
+        .await
+        .expect("clock");
+    assert_eq!(r.status(), 200);
+    let s = c.status(1).await.expect("status");
+    assert!(
+        s["clock_ms"].as_u64().expect("clock_ms") >= before + 60_000,
+        "{s}"
+    );
+    assert_eq!(s["clock_rate"], json!(2.0));
+    // The node keeps serving with a fast clock, and again when reset.
+    assert_eq!(c.put(1, "k", json!(1)).await.0, 200);
+    let r = c
+        .http
+        .post(format!("{}/admin/clock", c.url(1)))
+        .bearer_auth(TOKEN)
+        .json(&json!({"offset_ms": 0, "rate": 1.0}))
+        .send()
+        .await
+        .expect("clock");
+    assert_eq!(r.status(), 200);
+    assert_eq!(c.put(1, "k", json!(2)).await.0, 200);
+}

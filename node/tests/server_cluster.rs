@@ -190,6 +190,28 @@ async fn sigterm_stops_a_node_cleanly_and_a_locked_data_dir_refuses_a_second_pro
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("locked"), "{stderr}");
+    // A power-loss crash exits at once; acknowledged writes survive it.
+    let r = c
+        .http
+        .post(format!("{}/admin/crash", c.url(3)))
+        .bearer_auth(server_support::TOKEN)
+        .json(&json!({"lose_unsynced": true}))
+        .send()
+        .await;
+    assert!(r.is_err(), "a power-loss crash answers nothing: {r:?}");
+    let st = c.nodes[2]
+        .child
+        .as_mut()
+        .expect("node 3")
+        .wait()
+        .expect("wait");
+    assert_eq!(st.code(), Some(137), "{st}");
+    c.nodes[2].child = None;
+    c.spawn(3);
+    c.wait_healthy(3, Duration::from_secs(10))
+        .await
+        .expect("back");
+    assert_eq!(c.get(3, "t").await, (200, json!({"value": 1})));
     let st = c.terminate(2).expect("exit status");
     assert!(st.success(), "SIGTERM exit: {st}");
     c.spawn(2);

@@ -93,7 +93,9 @@ impl Cluster {
                     break;
                 }
             }
-            if ok && c.wait_leader(Duration::from_secs(10)).await.is_some() {
+            // With proposers=any nobody leads until a client asks.
+            let leaderless = extra.contains(&"any");
+            if ok && (leaderless || c.wait_leader(Duration::from_secs(10)).await.is_some()) {
                 return c;
             }
             if ok {
