@@ -334,30 +334,26 @@ fn unsynced_writes_lost_on_power_loss_are_caught() {
     assert_eq!(code, Some(1), "{out}");
 }
 
-/// etcd started by the local backend, three members, under pauses and
-/// kills: linearizable reads must stay valid.
-#[test]
-fn local_etcd_cluster_under_pauses_and_kills_is_valid() {
-    let on_path = std::env::var_os("PATH")
+fn etcd_on_path() -> bool {
+    let found = std::env::var_os("PATH")
         .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("etcd").is_file()));
-    if !on_path {
+    if !found {
         eprintln!("SKIPPED: no etcd binary on PATH (apt-get install etcd-server)");
-        return;
     }
-    let s = store("etcd-local");
+    found
+}
+
+/// A three-member etcd started by the local backend, under pauses and
+/// kills; returns the exit status and output.
+fn local_etcd_run(tag: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let s = store(tag);
     let out = Command::new(synod_bin())
         .args(["run", "--store", s.to_str().unwrap(), "--target", "etcd"])
         .args(["--nemesis", "pause,kill", "--nemesis-interval", "1.5"])
         .args(["--time-limit", "8", "--recovery", "3", "--seed", "4"])
+        .args(extra)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let h = history(&s.join("latest"));
     assert!(h.contains("\"f\":\"start-"), "no fault started");
     assert!(
@@ -365,6 +361,30 @@ fn local_etcd_cluster_under_pauses_and_kills_is_valid() {
         "etcd left behind"
     );
     std::fs::remove_dir_all(&s).ok();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+/// etcd's linearizable reads stay valid under pauses and kills.
+#[test]
+fn local_etcd_cluster_under_pauses_and_kills_is_valid() {
+    if !etcd_on_path() {
+        return;
+    }
+    let (code, out) = local_etcd_run("etcd-local", &[]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+/// etcd's serializable reads are served from a member's own state: stale,
+/// and the run must say so.
+#[test]
+fn local_etcd_serializable_reads_are_flagged() {
+    if !etcd_on_path() {
+        return;
+    }
+    let (code, out) = local_etcd_run("etcd-serializable", &["--serializable"]);
+    assert_eq!(code, Some(1), "{out}");
 }
 
 fn free_port() -> u16 {
