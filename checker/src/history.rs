@@ -326,7 +326,7 @@ const CHUNK_LINES: usize = 1 << 15;
 /// truncated-tail rule), but parses each chunk of lines on all cores: JSON
 /// parsing dominates reading a million-operation history, and the
 /// validation that must see lines in order is cheap.
-fn read_chunked<R: BufRead>(mut input: R) -> Result<History, HistoryError> {
+pub(crate) fn read_chunked<R: BufRead>(mut input: R) -> Result<History, HistoryError> {
     use rayon::prelude::*;
     let mut events = Vec::new();
     let mut validator = Validator::default();

@@ -19,7 +19,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::edn::{Edn, EdnReader};
-use crate::history::{Event, EventType, Fun, History, HistoryError, HistoryReader, Process};
+use crate::history::{Event, EventType, Fun, History, HistoryError, Process};
 
 /// The formats `synod check --format` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,10 +105,7 @@ pub fn read_str(text: &str, format: Format) -> Result<Imported, HistoryError> {
     };
     let mut initial = Value::Null;
     let history = match format {
-        Format::Auto | Format::Jsonl => {
-            let events = HistoryReader::new(text.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-            History::new(events)
-        }
+        Format::Auto | Format::Jsonl => crate::history::read_chunked(text.as_bytes())?,
         Format::JepsenLog => normalise(parse_jepsen_log(text)?)?,
         Format::Edn | Format::JepsenEdn => {
             let (raw, porcupine_kv) = parse_edn(text)?;
