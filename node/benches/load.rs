@@ -128,8 +128,31 @@ fn main() {
     rt.block_on(run(secs, to_leader));
 }
 
+/// fdatasync latency of the filesystem the nodes use, right now: the
+/// floor under every write's latency, printed so the figures can be read
+/// in context (a shared machine's disk varies by an order of magnitude).
+fn probe_fsync(dir: &std::path::Path) -> (f64, f64) {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let Ok(mut f) = std::fs::File::create(&path) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let mut us = Vec::new();
+    for _ in 0..200 {
+        let _ = f.write_all(&[b'x'; 256]);
+        let t = Instant::now();
+        let _ = f.sync_data();
+        us.push(t.elapsed().as_micros() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+    us.sort_unstable();
+    (ms(us[us.len() / 2]), ms(us[us.len() * 99 / 100]))
+}
+
 async fn run(secs: u64, to_leader: bool) {
     let cluster = start_cluster();
+    let (f50, f99) = probe_fsync(&cluster.dir);
+    println!("disk: fdatasync p50={f50:.3} ms p99={f99:.3} ms (200 appends, before the run)");
     let http = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(CLIENTS)
