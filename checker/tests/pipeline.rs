@@ -1,0 +1,86 @@
+//! `check_and_report` end to end: the files a run directory gets.
+
+use serde_json::{json, Value};
+use synod_checker::history::{Event, EventType, Fun, History, Process};
+use synod_checker::{check_and_report, Options, Verdict};
+
+fn ev(time: u64, process: Process, kind: EventType, f: Fun, value: Value) -> Event {
+    Event {
+        index: 0,
+        time,
+        process,
+        kind,
+        f,
+        key: Some("k".into()),
+        value,
+        error: None,
+        node: None,
+    }
+}
+
+fn numbered(mut events: Vec<Event>) -> History {
+    for (i, e) in events.iter_mut().enumerate() {
+        e.index = i as u64;
+        if e.process == Process::Nemesis {
+            e.key = None;
+        }
+    }
+    History::validated(events).unwrap()
+}
+
+#[test]
+fn an_invalid_run_gets_results_report_and_explanation() {
+    let s = 1_000_000_000;
+    let c = Process::Client;
+    let h = numbered(vec![
+        ev(0, c(1), EventType::Invoke, Fun::Write, json!(1)),
+        ev(s / 2, c(1), EventType::Ok, Fun::Write, json!(1)),
+        ev(
+            s,
+            Process::Nemesis,
+            EventType::Info,
+            Fun::Nemesis("start-partition".into()),
+            json!({"isolated": ["n1"]}),
+        ),
+        ev(s + 1, c(2), EventType::Invoke, Fun::Read, Value::Null),
+        ev(2 * s, c(2), EventType::Ok, Fun::Read, json!(2)),
+        ev(
+            3 * s,
+            Process::Nemesis,
+            EventType::Info,
+            Fun::Nemesis("stop-partition".into()),
+            Value::Null,
+        ),
+        ev(3 * s + 5, c(2), EventType::Invoke, Fun::Read, Value::Null),
+        ev(4 * s, c(2), EventType::Ok, Fun::Read, json!(1)),
+    ]);
+    let dir = std::env::temp_dir().join(format!("synod-pipeline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let outcome = check_and_report(&h, &Options::default(), &dir).unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Invalid);
+    assert_eq!(outcome.exit_code(), 1);
+    assert!(
+        outcome.summary().contains("read -> 2"),
+        "{}",
+        outcome.summary()
+    );
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(results["verdict"], "invalid");
+    assert_eq!(results["check"]["invalid_keys"], json!(["k"]));
+    assert_eq!(
+        results["explanations"][0]["failing"]["description"],
+        "read -> 2"
+    );
+    assert_eq!(results["report"]["faults"][0]["name"], "partition");
+    assert_eq!(results["report"]["faults"][0]["recovery"], json!(s));
+
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.contains("<svg") && report.contains("partition"));
+    assert!(!report.contains("plot unavailable"));
+    let explanation = std::fs::read_to_string(dir.join("explanation.html")).unwrap();
+    assert!(explanation.contains("process 2") && explanation.contains("state: null -&gt; 1"));
+    assert!(dir.join("latency-read-ok.hgrm").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
