@@ -124,10 +124,14 @@ impl<B: Backend> Nemesis<B> {
 
     /// Heals every fault, recording a `stop-` event for each. Idempotent:
     /// with nothing in force it still re-applies the healthy state (every
-    /// link healthy, every node continued and running, every clock true).
+    /// link healthy, every node continued and running, every clock we ever
+    /// skewed set true again).
     pub async fn heal_all(&mut self) {
         let faults = std::mem::take(&mut self.active);
-        self.resend_clocks = true;
+        // Only nodes whose clock we ever set can be off; a cluster that
+        // never had a clock fault (or has no clock API, like etcd) is not
+        // asked.
+        self.resend_clocks = !self.clocks.is_empty();
         self.finish(faults).await;
     }
 
