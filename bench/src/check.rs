@@ -51,10 +51,14 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(EXIT_BAD_INPUT))
         }
         Judged::Done(outcome) => {
-            print!("{}", outcome.summary());
+            // A closed pipe (`synod check ... | head`) must not panic, and
+            // must not change the verdict's exit status either.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            let _ = write!(out, "{}", outcome.summary());
             for f in &outcome.files {
                 if f.extension().is_some_and(|e| e != "hgrm") {
-                    println!("wrote {}", f.display());
+                    let _ = writeln!(out, "wrote {}", f.display());
                 }
             }
             Ok(ExitCode::from(outcome.exit_code()))
