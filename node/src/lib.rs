@@ -18,6 +18,21 @@
 //!
 //! The HTTP server (a thin async shell over [`replica::Replica`]) lives in
 //! the binary.
+//!
+//! # Proving it
+//!
+//! ```text
+//! cargo test -p synod-node --release --test sim        # 2,010 seeds, all configurations
+//! SYNOD_SIM_SEEDS=16000 cargo test -p synod-node --release --test sim
+//! cargo test -p synod-node --release --test teeth      # broken modes must be caught
+//! cargo test -p synod-node --release --test liveness
+//! cargo test -p synod-node --release --test storage
+//! cargo bench -p synod-node --bench core               # commands/s of the core alone
+//! ```
+//!
+//! A failing seed prints the one command that replays it
+//! (`SYNOD_SIM_SEED=.. SYNOD_SIM_CONFIG='..' ... --test sim replay`);
+//! `SYNOD_SIM_TRACE=1` added to it prints every step.
 
 pub mod config;
 pub mod kv;

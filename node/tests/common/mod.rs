@@ -110,6 +110,9 @@ pub fn run_seeds(cfg: &SimConfig, first: u64, seeds: u64) {
         stats.fail += result.stats.fail;
         stats.info += result.stats.info;
         stats.crashes += result.stats.crashes;
+        stats.messages += result.stats.messages;
+        stats.events += result.stats.events;
+        stats.late_ok += result.stats.late_ok;
         stats.chosen_slots += result.stats.chosen_slots;
     }
     eprintln!("{cfg}: {seeds} seeds linearizable; {stats:?}");
