@@ -450,11 +450,14 @@ async fn peer_messages(
     }) {
         Ok(()) => Ok(StatusCode::NO_CONTENT.into_response()),
         // A lost batch is a lost message; say so, so the sender counts it.
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
-            "the node's input queue is full; batch dropped",
-        )),
+        Err(_) => Err({
+            st.metrics.http_error("overloaded");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "the node's input queue is full; batch dropped",
+            )
+        }),
     }
 }
 

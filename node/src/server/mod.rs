@@ -138,7 +138,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
     let driver = driver::Driver::new(replica, clock, disk_tx.clone(), metrics.clone());
-    let replica_task = tokio::spawn(driver.run(events_rx));
+    let mut replica_task = tokio::spawn(driver.run(events_rx));
 
     let shutting_down = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicUsize::new(0));
@@ -198,10 +198,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let _ = server.await;
         }
     }
-    // Dropping the router dropped every event sender: the replica task
-    // ships its last group and ends; then the disk thread syncs and ends.
-    replica_task.abort();
-    let _ = replica_task.await;
+    // The server is gone and with it every event sender:
+    // the replica task ends at its next wake-up. Whatever it had not
+    // shipped was neither persisted nor answered, like a crash a moment
+    // earlier; then the disk thread syncs what it has and ends.
+    if tokio::time::timeout(Duration::from_secs(1), &mut replica_task)
+        .await
+        .is_err()
+    {
+        replica_task.abort();
+    }
     let joined = tokio::task::spawn_blocking(move || disk_thread.join()).await;
     if !matches!(joined, Ok(Ok(()))) {
         anyhow::bail!("the disk thread failed during shutdown");
