@@ -474,14 +474,80 @@ pub fn partition(
     kind: ModelKind,
     initial: &Value,
 ) -> Result<Vec<KeyHistory>, ModelError> {
+    use rayon::prelude::*;
     let kind = resolve(kind, history);
     let initial = match kind {
         ModelKind::Kv => Atom::from_json(initial),
         _ => Atom::Null,
     };
-    let mut keys: FxHashMap<String, Builder> = FxHashMap::default();
-    // Open invocation per process: the event's position.
+    // Pairing invocations with completions needs one ordered pass; building
+    // each key's ops (interning its values) is independent per key, so it
+    // runs in parallel: on a million ops it was the check's serial part.
     let mut open: FxHashMap<u64, usize> = FxHashMap::default();
+    let mut pairs: Vec<(usize, Option<usize>)> = Vec::with_capacity(history.events.len() / 2);
+    for (i, e) in history.events.iter().enumerate() {
+        let Process::Client(p) = e.process else {
+            continue;
+        };
+        if e.kind == EventType::Invoke {
+            open.insert(p, i);
+        } else if let Some(at) = open.remove(&p) {
+            pairs.push((at, Some(i)));
+        }
+    }
+    // Invocations the run never completed are `info` (rule 5).
+    let mut rest: Vec<usize> = open.into_values().collect();
+    rest.sort_unstable();
+    pairs.extend(rest.into_iter().map(|at| (at, None)));
+    let mut by_key: FxHashMap<&str, Vec<(usize, Option<usize>)>> = FxHashMap::default();
+    for &(at, done) in &pairs {
+        by_key
+            .entry(history.events[at].key())
+            .or_default()
+            .push((at, done));
+    }
+    let groups: Vec<Vec<(usize, Option<usize>)>> = by_key.into_values().collect();
+    let built: Vec<Result<Option<KeyHistory>, ModelError>> = groups
+        .par_iter()
+        .map(|pairs| build_key(history, pairs, kind, &initial))
+        .collect();
+    let mut out = Vec::with_capacity(built.len());
+    let mut first_error: Option<ModelError> = None;
+    for r in built {
+        match r {
+            Ok(Some(k)) => out.push(k),
+            Ok(None) => {}
+            // Report the earliest bad event, whichever thread found it.
+            Err(e) => {
+                let earlier = match (&first_error, &e) {
+                    (None, _) => true,
+                    (
+                        Some(ModelError::BadOp { index: a, .. }),
+                        ModelError::BadOp { index: b, .. },
+                    ) => b < a,
+                };
+                if earlier {
+                    first_error = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+/// Builds one key's ops from its (invoke, completion) pairs; `None` if
+/// none of them constrains the key (e.g. only failed reads).
+fn build_key(
+    history: &History,
+    pairs: &[(usize, Option<usize>)],
+    kind: ModelKind,
+    initial: &Atom,
+) -> Result<Option<KeyHistory>, ModelError> {
+    let mut keys: FxHashMap<String, Builder> = FxHashMap::default();
     let bad = |e: &Event, reason: String| ModelError::BadOp {
         index: e.index,
         reason,
@@ -564,34 +630,16 @@ pub fn partition(
         });
         Ok(())
     };
-    for (i, e) in history.events.iter().enumerate() {
-        let Process::Client(p) = e.process else {
-            continue;
-        };
-        if e.kind == EventType::Invoke {
-            open.insert(p, i);
-        } else if let Some(at) = open.remove(&p) {
-            add(&history.events[at], Some(e))?;
-        }
+    for &(at, done) in pairs {
+        add(&history.events[at], done.map(|d| &history.events[d]))?;
     }
-    // Invocations the run never completed are `info` (rule 5).
-    let mut rest: Vec<usize> = open.into_values().collect();
-    rest.sort_unstable();
-    for at in rest {
-        add(&history.events[at], None)?;
-    }
-    let mut out: Vec<KeyHistory> = keys
-        .into_values()
-        .map(|b| KeyHistory {
-            key: b.key,
-            ops: b.ops,
-            values: RefCell::new(b.values),
-            initial: b.initial,
-            allow_append: kind == ModelKind::Kv,
-        })
-        .collect();
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
+    Ok(keys.into_values().next().map(|b| KeyHistory {
+        key: b.key,
+        ops: b.ops,
+        values: RefCell::new(b.values),
+        initial: b.initial,
+        allow_append: kind == ModelKind::Kv,
+    }))
 }
 
 #[cfg(test)]
