@@ -9,6 +9,8 @@
 //!
 //! Clients spread over all nodes (followers forward to the leader); set
 //! `SYNOD_LOAD_TARGET=leader` to send everything to the leader instead.
+//! `SYNOD_LOAD_NODE_WORKERS=N` sets each node's tokio worker threads
+//! (`SYNOD_WORKER_THREADS`; default: one per core).
 //!
 //! `cargo bench -p synod-node --bench load`
 
@@ -72,6 +74,10 @@ fn start_cluster() -> Cluster {
             .arg(dir.join(format!("n{}", i + 1)))
             .args(["--token", TOKEN, "--fsync", "always"])
             .env("RUST_LOG", "warn")
+            .env(
+                "SYNOD_WORKER_THREADS",
+                std::env::var("SYNOD_LOAD_NODE_WORKERS").unwrap_or_default(),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

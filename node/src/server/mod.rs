@@ -48,11 +48,18 @@ const EXIT_LOCKED: u8 = 3;
 pub fn main() -> ExitCode {
     let args = Args::parse();
     init_tracing(args.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("synod-node")
-        .build()
-    {
+    // Tuning knob, not a protocol flag: several nodes often share a few
+    // cores (tests, benches, one-machine clusters), where fewer worker
+    // threads per node mean fewer context switches.
+    let workers = std::env::var("SYNOD_WORKER_THREADS")
+        .ok()
+        .and_then(|w| w.parse::<usize>().ok())
+        .filter(|&w| w > 0);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers {
+        builder.worker_threads(w);
+    }
+    let runtime = match builder.enable_all().thread_name("synod-node").build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("synod-node: cannot start the async runtime: {e}");
