@@ -13,7 +13,7 @@
 //! own records (the argument is at [`is_early`]):
 //!
 //! * **Early messages.** A leader's `Accept`s and `Heartbeat`s, forwarded
-//!   client commands and catch-up traffic leave before the group's fsync,
+//!   client commands and catch-up requests leave before the group's fsync,
 //!   overlapping the leader's disk write with the followers'.
 //! * **Early replies** (with `--learn leader`): a client's answer reports
 //!   a value chosen by a majority of durable votes.
@@ -95,10 +95,13 @@ pub enum DiskCmd {
 ///   `Accept` of that group, so it arrives in a later set, by when the
 ///   proposing group is synced. Every vote behind `commit` is durable.
 /// * `Forward` and `CatchUp` carry client commands and requests: nothing
-///   durable. `CatchUpReply` carries chosen entries and applied state:
-///   facts, durable on a majority. `HeartbeatAck` carries no promise.
+///   durable. `HeartbeatAck` carries no promise, and its `commit` is
+///   informational.
 /// * Not early: `Prepare` (the proposer's own promise must be durable
-///   first), `Promise` and `Accepted` (the acceptor's records), `Nack`.
+///   first), `Promise` and `Accepted` (the acceptor's records), `Nack`,
+///   and `CatchUpReply`: with `learn=all` a follower may count a slot
+///   chosen on the strength of its own vote recorded in this very group
+///   (see [`replies_early`]), and catch-up is not latency-critical.
 pub fn is_early(msg: &Message) -> bool {
     matches!(
         msg,
@@ -107,7 +110,6 @@ pub fn is_early(msg: &Message) -> bool {
             | Message::HeartbeatAck { .. }
             | Message::Forward { .. }
             | Message::CatchUp { .. }
-            | Message::CatchUpReply { .. }
     )
 }
 
