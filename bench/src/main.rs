@@ -9,6 +9,7 @@
 //! - `workload`: client processes, keys, mix, open and closed loops.
 //! - `recorder`: the one task that streams the history to disk.
 //! - `store`: run directories and `store/latest`.
+//! - `nightly`: `synod suite`, `synod compare`, `synod serve`.
 //!
 //! `main` parses the command line, runs one subcommand and turns its result
 //! into the exit status every subcommand shares: 0 valid, 1 invalid,
@@ -20,6 +21,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod client;
+mod nightly;
 mod recorder;
 mod run;
 mod store;
@@ -39,6 +41,12 @@ enum Command {
     Check(check::CheckArgs),
     /// Run a chaos test: a cluster, clients, faults, then a verdict.
     Run(Box<run::RunArgs>),
+    /// Run a matrix of chaos tests from a TOML file; summary, JUnit XML.
+    Suite(nightly::suite::SuiteArgs),
+    /// Compare runs side by side: figures, overlaid plots, differences.
+    Compare(nightly::compare::CompareArgs),
+    /// Serve the store as a web page (runs, reports, compare, archives).
+    Serve(nightly::serve::ServeArgs),
     /// Measure the workload and recorder against the in-process null
     /// target (what `cargo bench -p synod-bench` runs).
     #[command(hide = true)]
@@ -114,6 +122,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Run(args) => run::run(*args),
+        Command::Suite(args) => nightly::suite::run(args),
+        Command::Compare(args) => nightly::compare::run(args),
+        Command::Serve(args) => nightly::serve::run(args),
         Command::BenchWorkload(args) => bench_workload(args),
     };
     match result {

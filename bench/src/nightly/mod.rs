@@ -1,0 +1,21 @@
+//! Nightly runs and comparisons: `synod suite`, `synod compare`,
+//! `synod serve`.
+//!
+//! # Layout
+//!
+//! - `figures`: what one run directory says (config, verdict, throughput,
+//!   latency, availability, recovery), read back from its `config.json`
+//!   and `results.json`; the one reader the three commands share.
+//! - `suite`: a TOML matrix of runs, run one after another through
+//!   `synod run`, summarised as a table, `summary.json` and JUnit XML.
+//! - `compare`: runs side by side, overlaid SVG plots, differences beyond
+//!   noise marked; `compare.html` and `compare.md`.
+//! - `serve`: an axum page over the store (list, filter, compare,
+//!   download a run as a tar archive).
+//! - `tar`: the small ustar writer behind the download.
+
+pub mod compare;
+pub mod figures;
+pub mod serve;
+pub mod suite;
+pub mod tar;
