@@ -276,13 +276,16 @@ impl Fault {
                 // the others' run fast (they stop deferring to it sooner).
                 let slow_leader = leader.filter(|_| rng.gen_bool(0.5));
                 for &n in nodes {
-                    // Rates from half to double speed: beyond any lease
-                    // drift bound, so lease reads that trust the clock get
-                    // caught.
+                    // Rates far beyond any lease drift bound, so lease
+                    // reads that trust the clock get caught: a slow leader
+                    // at a quarter speed holds a 250 ms lease for about a
+                    // second of real time, while followers at 2-3x speed
+                    // elect a successor within a few hundred ms. Clocks up
+                    // to 10x apart, as in the node's simulation.
                     let rate = match slow_leader {
-                        Some(l) if l == n => rng.gen_range(0.5..0.7f64),
-                        Some(_) => rng.gen_range(1.5..2.0f64),
-                        None => rng.gen_range(0.5..2.0f64),
+                        Some(l) if l == n => rng.gen_range(0.2..0.35f64),
+                        Some(_) => rng.gen_range(2.0..3.0f64),
+                        None => rng.gen_range(0.3..3.0f64),
                     };
                     let skew = Skew {
                         offset_ms: rng.gen_range(-5000..=5000),
