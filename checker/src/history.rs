@@ -14,6 +14,12 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+/// How the `error` of a definite failure begins when the operation never
+/// reached the state machine (refused, never proposed, never sent). A
+/// failed `cas` with it carries no information and is dropped; without it
+/// a failed `cas` means the key held another value (docs/history.md, rule 3).
+pub const NOT_PROPOSED: &str = "not-proposed";
+
 /// Who issued an event: a client process, or the nemesis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Process {

@@ -21,7 +21,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use crate::fxhash::FxHashMap;
-use crate::history::{Event, EventType, Fun, History, Process};
+use crate::history::{Event, EventType, Fun, History, Process, NOT_PROPOSED};
 
 /// An interned value: an index into a key's [`Values`].
 pub type Val = u32;
@@ -554,7 +554,13 @@ fn build_key(
     };
     let mut add = |inv: &Event, done: Option<&Event>| -> Result<(), ModelError> {
         let outcome = done.map(|d| d.kind).unwrap_or(EventType::Info);
-        if outcome == EventType::Fail && inv.f != Fun::Cas {
+        // A failed cas says the key held another value, unless it never
+        // reached the state machine (`docs/history.md`, rule 3); every
+        // other failure says nothing and is dropped.
+        let never_proposed = done
+            .and_then(|d| d.error.as_deref())
+            .is_some_and(|e| e.starts_with(NOT_PROPOSED));
+        if outcome == EventType::Fail && (inv.f != Fun::Cas || never_proposed) {
             return Ok(());
         }
         if outcome == EventType::Info && inv.f == Fun::Read {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use synod_checker::gen::{simulate, GenConfig};
-use synod_checker::history::{Event, EventType, Fun, History, Process};
+use synod_checker::history::{Event, EventType, Fun, History, Process, NOT_PROPOSED};
 use synod_checker::{check, ModelKind, Options, Verdict};
 
 /// `(process, type, f, value, time)` rows on the single register.
@@ -117,6 +117,24 @@ fn failed_cas_means_the_value_was_not_expected() {
         (3, "ok", "write", json!(3), 5),
     ]);
     assert_eq!(verdict(&h), Verdict::Valid);
+}
+
+/// Regression: the bench recorded a cas refused with 503 (never proposed)
+/// as a plain `fail`, and the checker read it as a mismatch and called a
+/// valid power-loss run invalid.
+#[test]
+fn failed_cas_that_was_never_proposed_is_dropped() {
+    let mut h = history(&[
+        (1, "invoke", "write", json!(1), 0),
+        (1, "ok", "write", json!(1), 1),
+        (2, "invoke", "cas", json!([1, 2]), 2),
+        (2, "fail", "cas", json!([1, 2]), 3),
+    ]);
+    h.events[3].error = Some(format!("{NOT_PROPOSED}: 503 no leader"));
+    assert_eq!(verdict(&h), Verdict::Valid);
+    // Any other reason is a mismatch, as before.
+    h.events[3].error = Some("409 cas-mismatch".into());
+    assert_eq!(verdict(&h), Verdict::Invalid);
 }
 
 #[test]

@@ -6,16 +6,17 @@
 //! request went out are unknown, `info`. A connection that could not be
 //! opened at all is a definite `fail`: nothing was sent.
 //!
-//! One exception, for cas: the history format reads a failed cas as "the
-//! key did not hold the expected value" (`docs/history.md`, rule 3), which
-//! is only what a 409 says. A cas that was never proposed (503) or never
-//! sent compared nothing, so it is recorded as `info` instead: weaker, but
-//! true. Recording it as `fail` made the checker flag valid runs.
+//! The history format reads a failed cas as "the key did not hold the
+//! expected value" (`docs/history.md`, rule 3), which is only what a 409
+//! says. A cas that was never proposed (503) or never sent compared
+//! nothing: it is a `fail` whose `error` begins with `not-proposed`, which
+//! the checker drops like any other failure that carries no information.
+//! (Recording it as a plain `fail` made the checker flag valid runs.)
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use synod_checker::history::Fun;
+use synod_checker::history::{Fun, NOT_PROPOSED};
 
 use super::{cas_parts, Client, Op, Outcome};
 
@@ -44,15 +45,9 @@ impl SynodClient {
     }
 }
 
-/// A request that never left: definite, except that a cas must not claim
-/// a mismatch it never saw.
+/// A request that never left: a definite failure that compared nothing.
 pub(crate) fn not_sent(op: &Op, e: reqwest::Error) -> Outcome {
-    let why = format!("cannot connect: {e}");
-    if op.f == Fun::Cas {
-        Outcome::info(op, why)
-    } else {
-        Outcome::fail(op, why)
-    }
+    Outcome::fail(op, format!("{NOT_PROPOSED}: cannot connect: {e}"))
 }
 
 /// Maps a reply's status and body to an outcome.
@@ -68,8 +63,7 @@ fn classify(op: &Op, status: u16, body: &Value) -> Outcome {
             _ => Outcome::ok(op.value.clone()),
         },
         409 => Outcome::fail(op, reason()),
-        503 if op.f == Fun::Cas => Outcome::info(op, reason()),
-        503 => Outcome::fail(op, reason()),
+        503 => Outcome::fail(op, format!("{NOT_PROPOSED}: {}", reason())),
         // Anything else, 504 included, may have been chosen: unknown. A 400
         // is our own bug; recording it as unknown keeps the history honest.
         _ => {
@@ -115,7 +109,7 @@ impl Client for SynodClient {
                     Err(_) if status == 200 && op.f != Fun::Read => Outcome::ok(op.value.clone()),
                     Err(e) => match status {
                         409 => Outcome::fail(op, format!("{status}: {e}")),
-                        503 if op.f != Fun::Cas => Outcome::fail(op, format!("{status}: {e}")),
+                        503 => Outcome::fail(op, format!("{NOT_PROPOSED}: {status}: {e}")),
                         _ => Outcome::info(op, format!("{status}: unreadable body: {e}")),
                     },
                 }
@@ -156,9 +150,12 @@ mod tests {
         let cas = op(Fun::Cas, json!([1, 2]));
         let mismatch = json!({"error": "cas-mismatch", "definite": true, "value": 5});
         assert_eq!(classify(&cas, 409, &mismatch).kind, Fail);
-        // A cas that was never proposed compared nothing: not a mismatch.
+        // A cas that was never proposed compared nothing: a failure the
+        // checker must not read as a mismatch.
         let not_proposed = json!({"error": "not-proposed"});
-        assert_eq!(classify(&cas, 503, &not_proposed).kind, Info);
+        let refused = classify(&cas, 503, &not_proposed);
+        assert_eq!(refused.kind, Fail);
+        assert!(refused.error.unwrap().starts_with(NOT_PROPOSED));
         assert_eq!(classify(&read, 503, &not_proposed).kind, Fail);
         let w = op(Fun::Write, json!(7));
         assert_eq!(
