@@ -350,7 +350,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         }
     }
     println!("summary: {}", summary_path.display());
-    if dirs.len() > 0 {
+    if !dirs.is_empty() {
         println!("compare: {}", out.join("compare.html").display());
     }
     Ok(ExitCode::from(exit))

@@ -1,0 +1,288 @@
+//! The smoke suite end to end, as CI runs it: `synod suite
+//! suites/smoke.toml` against real `synod-node`s (2 configurations x 2
+//! faults), then the summary, the JUnit file, `synod compare`, and
+//! `synod serve` fetched over HTTP and (when Debian's Chromium is
+//! installed) loaded headless with a screenshot and no script errors.
+//!
+//! Skips, saying so, when `synod-node` has not been built next to `synod`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn synod_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_synod"))
+}
+
+fn node_present() -> bool {
+    if std::env::var_os("SYNOD_NODE_BIN").is_some() {
+        return true;
+    }
+    let p = synod_bin().parent().map(|d| d.join("synod-node"));
+    match p {
+        Some(p) if p.is_file() => true,
+        p => {
+            eprintln!(
+                "SKIPPED: synod-node is not built at {:?} (cargo build --workspace); the smoke suite needs it",
+                p
+            );
+            false
+        }
+    }
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent")
+        .to_path_buf()
+}
+
+/// Kills the server when the test ends, however it ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns the status and the body.
+fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect to synod serve");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP response");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, raw[split + 4..].to_vec())
+}
+
+/// Headless Chromium loads `url`, screenshots it into `png`; returns its
+/// log so the caller can look for script errors.
+fn chromium(url: &str, png: &Path, profile: &Path) -> Option<String> {
+    let bin = Path::new("/usr/bin/chromium");
+    if !bin.exists() {
+        eprintln!("SKIPPED (browser part): /usr/bin/chromium is not installed");
+        return None;
+    }
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run chromium");
+    Some(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+#[test]
+fn smoke_suite_summary_junit_compare_and_serve() {
+    if !node_present() {
+        return;
+    }
+    let started = Instant::now();
+    let tmp = std::env::temp_dir().join(format!("synod-suite-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let store = tmp.join("store");
+    let junit = tmp.join("junit.xml");
+
+    // The suite.
+    let out = Command::new(synod_bin())
+        .arg("suite")
+        .arg(repo().join("suites/smoke.toml"))
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("{stderr}\n{stdout}");
+    let code = out.status.code().unwrap_or(-1);
+    // A correct node is valid; a loaded machine may leave a key unknown.
+    assert!(
+        code == 0 || code == 2,
+        "the smoke suite should pass, exit {code}"
+    );
+    assert!(
+        stdout.contains("verdict") && stdout.contains("ops/s"),
+        "{stdout}"
+    );
+    for run in ["smoke-leader-partition", "smoke-any-all-kill"] {
+        assert!(
+            stdout.contains(run),
+            "{run} missing from the table:\n{stdout}"
+        );
+    }
+
+    // summary.json
+    let suites = store.join("_suites");
+    let suite_dir = std::fs::read_dir(&suites)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("summary.json").is_file())
+        .expect("a suite directory with summary.json");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(suite_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 4, "2 configurations x 2 faults");
+    assert_eq!(summary["exit"], code);
+    let mut dirs = Vec::new();
+    for r in runs {
+        let f = &r["figures"];
+        assert!(
+            matches!(f["verdict"].as_str(), Some("valid" | "unknown")),
+            "{r}"
+        );
+        assert!(f["operations"].as_u64().unwrap() > 0, "{r}");
+        assert!(f["throughput"].as_f64().unwrap() > 0.0, "{r}");
+        dirs.push(PathBuf::from(f["dir"].as_str().unwrap()));
+    }
+
+    // JUnit: one test case per run, well formed enough for CI parsers.
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
+    assert_eq!(xml.matches("</testcase>").count(), 4, "{xml}");
+    assert!(xml.contains("tests=\"4\""), "{xml}");
+    assert!(xml.trim_end().ends_with("</testsuites>"), "{xml}");
+
+    // The suite's own comparison, and `synod compare` of two runs.
+    let html = std::fs::read_to_string(suite_dir.join("compare.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("smoke-leader-kill"));
+    let cmp = tmp.join("cmp");
+    let status = Command::new(synod_bin())
+        .arg("compare")
+        .arg(&dirs[0])
+        .arg(&dirs[2])
+        .arg("--out")
+        .arg(&cmp)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let md = std::fs::read_to_string(cmp.join("compare.md")).unwrap();
+    assert!(md.contains("| ok ops/s |"), "{md}");
+    assert!(cmp.join("compare.html").is_file());
+    assert!(cmp.join("compare-latency.svg").is_file());
+
+    // serve: the index, a report, a history, an archive, a comparison,
+    // and no way out of the store.
+    let mut child = Command::new(synod_bin())
+        .arg("serve")
+        .arg("--store")
+        .arg(&store)
+        .arg("--addr")
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _server = Server(child);
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("serve prints its URL")
+        .to_string();
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let (status, body) = get(&addr, "/");
+    let index = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    for r in runs {
+        assert!(index.contains(r["name"].as_str().unwrap()), "{index}");
+    }
+    let rel = |d: &Path| {
+        let stamp = d.file_name().unwrap().to_string_lossy().to_string();
+        let name = d
+            .parent()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        format!("{name}/{stamp}")
+    };
+    let (status, body) = get(&addr, &format!("/runs/{}/report.html", rel(&dirs[0])));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<svg"));
+    let (status, _) = get(&addr, &format!("/runs/{}/history.jsonl", rel(&dirs[0])));
+    assert_eq!(status, 200);
+    let (status, tar) = get(&addr, &format!("/archive/{}", rel(&dirs[0])));
+    assert_eq!(status, 200);
+    assert!(
+        tar.len() > 1024 && &tar[257..262] == b"ustar",
+        "a ustar archive"
+    );
+    let (status, _) = get(&addr, "/runs/../../../../etc/passwd");
+    assert_ne!(status, 200);
+    let (status, _) = get(&addr, "/runs/%2e%2e/%2e%2e/etc/passwd");
+    assert_ne!(status, 200);
+    let compare_path = format!("/compare?runs={},{}", rel(&dirs[0]), rel(&dirs[1]));
+    let (status, body) = get(&addr, &compare_path);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<svg"));
+
+    // A real browser: the index, a report and a comparison render without
+    // script errors.
+    for (page, path) in [
+        ("index", "/".to_string()),
+        ("report", format!("/runs/{}/report.html", rel(&dirs[0]))),
+        ("compare", compare_path.clone()),
+    ] {
+        let png = tmp.join(format!("{page}.png"));
+        let Some(log) = chromium(
+            &format!("{url}{}", path.trim_start_matches('/')),
+            &png,
+            &tmp.join("chromium"),
+        ) else {
+            break;
+        };
+        assert!(png.is_file(), "no screenshot of {page}:\n{log}");
+        assert!(!log.contains("Uncaught"), "script error on {page}:\n{log}");
+    }
+    eprintln!(
+        "smoke suite test took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+}
