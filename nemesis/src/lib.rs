@@ -13,6 +13,9 @@
 //! - [`local`]: the `local` backend: child processes on loopback (Synod
 //!   nodes, or an etcd cluster for comparison), their data directories and
 //!   logs in the run directory.
+//! - [`docker`]: the `docker` backend: containers from
+//!   `docker-compose.yml`, iptables rules in their network namespaces.
+//! - [`external`]: a cluster someone else started; admin-API faults only.
 //! - [`proxy`]: the TCP link proxy in front of every directed peer link:
 //!   blackhole, delay with jitter, resets, all without root.
 //! - [`fault`]: the fault kinds (`--nemesis` names), a fault with its
@@ -23,14 +26,18 @@
 
 pub mod admin;
 pub mod backend;
+pub mod docker;
 pub mod error;
+pub mod external;
 pub mod fault;
 pub mod local;
 pub mod nemesis;
 pub mod proxy;
 
 pub use backend::{Backend, Link, NodeId};
+pub use docker::{DockerBackend, DockerConfig};
 pub use error::{NemesisError, Result};
+pub use external::ExternalBackend;
 pub use fault::{Fault, FaultKind};
 pub use local::{LocalBackend, LocalConfig, Program};
 pub use nemesis::{EventSink, Nemesis, NemesisEvent, Schedule};
