@@ -33,8 +33,10 @@ use serde::Serialize;
 use serde_json::json;
 use synod_checker::{check_and_report, History, Options};
 use synod_nemesis::admin::Admin;
+use synod_nemesis::external::EXTERNAL_FAULTS;
 use synod_nemesis::{
-    Backend, FaultKind, LocalBackend, LocalConfig, Nemesis, NemesisEvent, Program, Schedule,
+    Backend, DockerBackend, DockerConfig, ExternalBackend, FaultKind, LocalBackend, LocalConfig,
+    Nemesis, NemesisEvent, Program, Schedule,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -52,6 +54,12 @@ use crate::EXIT_ERROR;
 pub enum BackendKind {
     /// Child processes on loopback behind link proxies (no root, no Docker).
     Local,
+    /// Containers from docker-compose.yml (3 or 5 nodes), faults by the
+    /// OS: iptables in each container's namespace, docker pause and kill.
+    Docker,
+    /// A cluster someone else started, at --node-urls with --token: the
+    /// workload and the admin-API faults (clock, power-loss) only.
+    External,
 }
 
 /// What the clients talk to.
@@ -96,7 +104,7 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     /// Faults to mix, comma-separated: partition, one-way, pause, kill,
     /// power-loss, clock, delay, reset; `all`; `none`.
-    #[arg(long, default_value = "partition,pause,kill,power-loss,clock,delay")]
+    #[arg(long, default_value = DEFAULT_NEMESIS)]
     pub nemesis: String,
     /// Seconds of quiet before each fault, and how long each fault holds.
     #[arg(long, default_value_t = 5.0, value_parser = parse_secs)]
@@ -157,6 +165,14 @@ pub struct RunArgs {
     /// Node K listens on BASE_PORT+K-1; free ports if not given.
     #[arg(long)]
     pub base_port: Option<u16>,
+    /// External backend: the nodes' base URLs, comma-separated, e.g.
+    /// http://172.28.5.11:7000,http://172.28.5.12:7000.
+    #[arg(long)]
+    pub node_urls: Option<String>,
+    /// External backend: the cluster token (for the admin-API faults).
+    #[arg(long, env = "SYNOD_TOKEN", hide_env_values = true)]
+    #[serde(skip)]
+    pub token: Option<String>,
     /// Seconds a node may take to answer /health after a (re)start.
     #[arg(long, default_value_t = 30.0, value_parser = parse_secs)]
     pub ready_timeout: f64,
@@ -223,7 +239,8 @@ struct Plan {
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
-    let faults = FaultKind::parse_list(&args.nemesis)?;
+    let mut faults = FaultKind::parse_list(&args.nemesis)?;
+    backend_faults(args, &mut faults)?;
     let mix: Mix = args.mix.parse()?;
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -293,6 +310,59 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     })
 }
 
+/// Refuses, by name, the faults `--backend` cannot inject.
+fn backend_faults(args: &RunArgs, faults: &mut Vec<FaultKind>) -> anyhow::Result<()> {
+    if args.backend != BackendKind::Local && args.target != Target::Synod {
+        bail!("--target etcd runs on --backend local only");
+    }
+    if args.backend != BackendKind::External && args.node_urls.is_some() {
+        bail!("--node-urls is for --backend external");
+    }
+    match args.backend {
+        BackendKind::Local => {}
+        BackendKind::Docker => {
+            if faults.contains(&FaultKind::Delay) {
+                // The default mix has delay; only an explicit ask is an
+                // error.
+                if args.nemesis != DEFAULT_NEMESIS {
+                    bail!(
+                        "the docker backend cannot inject delay: it needs tc netem, which \
+                         it does not do (and this machine's kernel lacks); drop delay from \
+                         --nemesis"
+                    );
+                }
+                faults.retain(|k| *k != FaultKind::Delay);
+                eprintln!("synod: docker backend: delay left out of the default mix (no tc netem)");
+            }
+        }
+        BackendKind::External => {
+            if args.node_urls.is_none() {
+                bail!("--backend external needs --node-urls URL,URL,...");
+            }
+            if args.token.is_none() {
+                bail!("--backend external needs the cluster's --token (or SYNOD_TOKEN)");
+            }
+            let refused: Vec<&str> = faults
+                .iter()
+                .filter(|k| !EXTERNAL_FAULTS.contains(k))
+                .map(|k| k.name())
+                .collect();
+            if !refused.is_empty() {
+                bail!(
+                    "an external cluster supports only the {} faults, not {}: pass e.g. \
+                     --nemesis clock,power-loss",
+                    EXTERNAL_FAULTS.map(FaultKind::name).join(" and "),
+                    refused.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The fault mix a run uses unless `--nemesis` says otherwise.
+const DEFAULT_NEMESIS: &str = "partition,pause,kill,power-loss,clock,delay";
+
 /// Runs `synod run`.
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let plan = plan(&args)?;
@@ -353,6 +423,62 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
             execute::<_, LocalBackend>(&args, &plan, &dir, client, None, workload, &mut signals)
                 .await
         }
+        Target::Synod if args.backend == BackendKind::Docker => {
+            let config = DockerConfig {
+                nodes: args.nodes,
+                dir: dir.clone(),
+                token: format!("synod-{:x}", plan.seed),
+                node_args: args.node_flags(),
+                workspace: None,
+                image: std::env::var("SYNOD_IMAGE")
+                    .unwrap_or_else(|_| synod_nemesis::docker::DEFAULT_IMAGE.to_string()),
+                project: None,
+                ready_timeout: Duration::from_secs_f64(args.ready_timeout),
+            };
+            // May build the image: blocking, and long the first time.
+            let backend = tokio::task::spawn_blocking(move || DockerBackend::new(config))
+                .await
+                .context("the docker backend panicked")??;
+            let backend = Arc::new(backend);
+            eprintln!("synod: docker project {}", backend.project());
+            on_backend(
+                &args,
+                &plan,
+                &dir,
+                backend,
+                Program::Synod,
+                workload,
+                timeout,
+                &mut signals,
+            )
+            .await
+        }
+        Target::Synod if args.backend == BackendKind::External => {
+            let urls = args
+                .node_urls
+                .as_deref()
+                .unwrap_or_default()
+                .split(',')
+                .filter(|u| !u.trim().is_empty())
+                .map(str::to_string)
+                .collect();
+            let backend = Arc::new(ExternalBackend::new(
+                urls,
+                args.token.clone().unwrap_or_default(),
+                Duration::from_secs_f64(args.ready_timeout),
+            )?);
+            on_backend(
+                &args,
+                &plan,
+                &dir,
+                backend,
+                Program::Synod,
+                workload,
+                timeout,
+                &mut signals,
+            )
+            .await
+        }
         Target::Synod | Target::Etcd => {
             let program = match args.target {
                 Target::Etcd => Program::Etcd,
@@ -371,35 +497,61 @@ async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
                 })
                 .await?,
             );
-            let result = async {
-                tokio::select! {
-                    r = bring_up(&backend, program) => r?,
-                    sig = signals.recv() => bail!("interrupted by {sig} while the cluster started"),
-                }
-                let nodes = backend
-                    .nodes()
-                    .into_iter()
-                    .map(|n| Ok((n.to_string(), backend.url(n)?)))
-                    .collect::<synod_nemesis::Result<Vec<_>>>()?;
-                let b = Some(backend.clone());
-                if program == Program::Etcd {
-                    let client = Arc::new(EtcdClient::new(nodes, timeout, args.serializable)?);
-                    execute(&args, &plan, &dir, client, b, workload, &mut signals).await
-                } else {
-                    let client = Arc::new(SynodClient::new(nodes, timeout)?);
-                    execute(&args, &plan, &dir, client, b, workload, &mut signals).await
-                }
-            }
-            .await;
-            backend.teardown().await;
-            result
+            on_backend(
+                &args,
+                &plan,
+                &dir,
+                backend,
+                program,
+                workload,
+                timeout,
+                &mut signals,
+            )
+            .await
         }
     }?;
     finish(&dir, outcome, args.check_time_limit)
 }
 
+/// Brings `backend` up, runs the workload and nemesis on it, and tears it
+/// down whatever happened (an error, SIGINT or SIGTERM included).
+#[allow(clippy::too_many_arguments)]
+async fn on_backend<B: Backend>(
+    args: &RunArgs,
+    plan: &Plan,
+    dir: &Path,
+    backend: Arc<B>,
+    program: Program,
+    workload: WorkloadConfig,
+    timeout: Duration,
+    signals: &mut Signals,
+) -> anyhow::Result<Observed> {
+    let result = async {
+        tokio::select! {
+            r = bring_up(&backend, program) => r?,
+            sig = signals.recv() => bail!("interrupted by {sig} while the cluster started"),
+        }
+        let nodes = backend
+            .nodes()
+            .into_iter()
+            .map(|n| Ok((n.to_string(), backend.url(n)?)))
+            .collect::<synod_nemesis::Result<Vec<_>>>()?;
+        let b = Some(backend.clone());
+        if program == Program::Etcd {
+            let client = Arc::new(EtcdClient::new(nodes, timeout, args.serializable)?);
+            execute(args, plan, dir, client, b, workload, signals).await
+        } else {
+            let client = Arc::new(SynodClient::new(nodes, timeout)?);
+            execute(args, plan, dir, client, b, workload, signals).await
+        }
+    }
+    .await;
+    backend.teardown().await;
+    result
+}
+
 /// Starts the nodes and waits (a bounded while) for one to lead.
-async fn bring_up(backend: &Arc<LocalBackend>, program: Program) -> anyhow::Result<()> {
+async fn bring_up<B: Backend>(backend: &Arc<B>, program: Program) -> anyhow::Result<()> {
     backend.start().await?;
     if program == Program::Etcd {
         // etcd answers /health only once it has a leader.
