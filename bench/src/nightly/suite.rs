@@ -644,4 +644,67 @@ node_args = ["--batch-size", "4"]
         assert_eq!(worst([1, 3, 2]), 3);
         assert_eq!(worst([]), 0);
     }
+
+    #[test]
+    fn junit_carries_the_explanation_of_an_invalid_run_and_counts_errors() {
+        let dir = std::env::temp_dir().join(format!(
+            "synod-junit-{}/s/20260101T000000Z",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"args":{"name":"s","nodes":3,"target":"synod","nemesis":"kill"},"seed":7}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("results.json"),
+            r#"{"verdict":"invalid","explanations":[{"text":"key \"k1\": read 3 <after> write 4\nmore"}],
+                "report":{"operations":10,"start":0,"end":2000000000,"availability":0.5,"latency":[],"seconds":[],"faults":[]},
+                "run":{"seconds":2.0,"ops":{"ok":5}}}"#,
+        )
+        .unwrap();
+        let figures = figures::read_run(&dir).unwrap();
+        assert_eq!(figures.verdict, "invalid");
+        assert_eq!(figures.throughput, 2.5);
+        let results = vec![
+            RunResult {
+                name: "s-bad".into(),
+                args: vec![],
+                exit: 1,
+                wall_seconds: 1.0,
+                log: "s-bad.log".into(),
+                figures: Some(figures),
+                error: None,
+            },
+            RunResult {
+                name: "s-broken".into(),
+                args: vec![],
+                exit: 3,
+                wall_seconds: 1.0,
+                log: "s-broken.log".into(),
+                figures: None,
+                error: Some("the run failed: no synod-node".into()),
+            },
+        ];
+        let xml = junit("s", &results, 2.0);
+        assert!(
+            xml.contains("tests=\"2\" failures=\"1\" errors=\"1\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("message=\"invalid: key &quot;k1&quot;: read 3 &lt;after&gt; write 4\""),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<error type=\"error\" message=\"the run failed: no synod-node\""),
+            "{xml}"
+        );
+        assert!(
+            table(&results).contains("s-broken  error"),
+            "{}",
+            table(&results)
+        );
+        std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
+    }
 }
