@@ -321,6 +321,13 @@ fn backend_faults(args: &RunArgs, faults: &mut Vec<FaultKind>) -> anyhow::Result
     match args.backend {
         BackendKind::Local => {}
         BackendKind::Docker => {
+            if !matches!(args.nodes, 3 | 5) {
+                bail!(
+                    "--nodes {} on docker: docker-compose.yml defines 3 nodes and \
+                     docker-compose.five.yml 5; pass --nodes 3 or --nodes 5",
+                    args.nodes
+                );
+            }
             if faults.contains(&FaultKind::Delay) {
                 // The default mix has delay; only an explicit ask is an
                 // error.
