@@ -70,9 +70,9 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let files = write(&runs, &args.out)?;
-    print!("{}", markdown(&runs));
+    figures::out(&markdown(&runs));
     for f in files {
-        println!("wrote {}", f.display());
+        figures::out(&format!("wrote {}\n", f.display()));
     }
     Ok(ExitCode::SUCCESS)
 }

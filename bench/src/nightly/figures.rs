@@ -282,3 +282,12 @@ pub fn escape(s: &str) -> String {
     }
     o
 }
+
+/// Writes to stdout, ignoring a closed pipe (`synod compare ... | head`
+/// must not panic); the files written are the real output.
+pub fn out(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

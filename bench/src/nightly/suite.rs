@@ -273,11 +273,13 @@ impl RunResult {
         }
     }
 
+    /// Why the run is not valid: the runner's own error first (a run dir
+    /// without results says less than the error that stopped it), then
+    /// the checker's explanation.
     pub fn explanation(&self) -> Option<String> {
-        self.figures
-            .as_ref()
-            .and_then(|f| f.explanation.clone())
-            .or_else(|| self.error.clone())
+        self.error
+            .clone()
+            .or_else(|| self.figures.as_ref().and_then(|f| f.explanation.clone()))
     }
 }
 
@@ -288,9 +290,9 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
     let (suite, runs) = plan(&text, &args.file.display().to_string())?;
     if args.dry_run {
         for r in &runs {
-            println!("{}  synod run {}", r.name, r.args.join(" "));
+            figures::out(&format!("{}  synod run {}\n", r.name, r.args.join(" ")));
         }
-        println!("{} runs", runs.len());
+        figures::out(&format!("{} runs\n", runs.len()));
         return Ok(ExitCode::SUCCESS);
     }
     let stamp = crate::store::timestamp(std::time::SystemTime::now());
@@ -323,7 +325,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         results.push(result);
     }
     let exit = worst(results.iter().map(|r| r.exit));
-    print!("{}", table(&results));
+    figures::out(&table(&results));
     let summary = json!({
         "suite": suite,
         "file": args.file,
@@ -349,9 +351,12 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
             eprintln!("synod suite: cannot write the comparison: {e:#}");
         }
     }
-    println!("summary: {}", summary_path.display());
+    figures::out(&format!("summary: {}\n", summary_path.display()));
     if !dirs.is_empty() {
-        println!("compare: {}", out.join("compare.html").display());
+        figures::out(&format!(
+            "compare: {}\n",
+            out.join("compare.html").display()
+        ));
     }
     Ok(ExitCode::from(exit))
 }
