@@ -279,6 +279,8 @@ fn smoke_suite_summary_junit_compare_and_serve() {
         };
         assert!(png.is_file(), "no screenshot of {page}:\n{log}");
         assert!(!log.contains("Uncaught"), "script error on {page}:\n{log}");
+        let bytes = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        eprintln!("chromium: {page} rendered, screenshot {bytes} bytes, no script errors");
     }
     eprintln!(
         "smoke suite test took {:.0} s",
