@@ -26,7 +26,10 @@ fn store(tag: &str) -> PathBuf {
 }
 
 fn sh(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let out = match cmd.stdin(Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) => return (false, format!("cannot run {cmd:?}: {e}")),
+    };
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
@@ -156,6 +159,24 @@ async fn partition_is_real(dir: &Path) {
         assert!(
             probe_from(pid, &helper, &peer),
             "n1 reaches n2 after healing"
+        );
+        // Packet loss with the statistic match: at probability 1 nothing
+        // gets through, at 0 the rules are gone again.
+        let link = Link { from: n1, to: n2 };
+        backend.set_loss(link, 1.0).unwrap();
+        assert!(backend
+            .chain(n1)
+            .unwrap()
+            .is_some_and(|c| c.contains("statistic")));
+        assert!(
+            !probe_from(pid, &helper, &peer),
+            "n1 reaches n2 under total loss"
+        );
+        backend.set_loss(link, 0.0).unwrap();
+        assert!(backend.chain(n1).unwrap().is_none(), "no loss, no chain");
+        assert!(
+            probe_from(pid, &helper, &peer),
+            "n1 reaches n2 after the loss"
         );
     };
     // Teardown even if an assertion fails.
