@@ -16,6 +16,10 @@ ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 out="${CARGO_TARGET_DIR:-target}/$target/release"
 cp "$out/synod-node" "$out/synod-healthcheck" "$ctx/"
+# Debug symbols are most of the binaries' size and no use in the image.
+if command -v strip >/dev/null; then
+  strip "$ctx/synod-node" "$ctx/synod-healthcheck"
+fi
 cp docker/Dockerfile "$ctx/"
 mkdir -p "$ctx/data" "$ctx/tmp"
 chmod 1777 "$ctx/tmp"
