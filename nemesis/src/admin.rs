@@ -29,14 +29,18 @@ pub struct Admin {
     token: String,
 }
 
+/// A client for nodes' HTTP APIs: every call bounded by `timeout`, so a
+/// paused or partitioned node cannot stall the nemesis.
+pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| NemesisError::io("cannot build an HTTP client", std::io::Error::other(e)))
+}
+
 impl Admin {
     pub fn new(token: &str) -> Result<Admin> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(1))
-            .build()
-            .map_err(|e| {
-                NemesisError::io("cannot build an HTTP client", std::io::Error::other(e))
-            })?;
+        let http = http_client(Duration::from_secs(1))?;
         Ok(Admin {
             http,
             token: token.to_string(),

@@ -209,15 +209,7 @@ fn run_sync(cmd: &mut StdCommand, what: &str) -> Result<String> {
         .stdin(Stdio::null())
         .output()
         .map_err(|e| NemesisError::io(format!("cannot run {what}"), e))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(other(format!(
-            "{what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    stdout_of(out, what)
 }
 
 async fn run_async(cmd: &mut Command, what: &str) -> Result<String> {
@@ -227,6 +219,11 @@ async fn run_async(cmd: &mut Command, what: &str) -> Result<String> {
         .output()
         .await
         .map_err(|e| NemesisError::io(format!("cannot run {what}"), e))?;
+    stdout_of(out, what)
+}
+
+/// A finished command's trimmed stdout, or an error quoting its stderr.
+fn stdout_of(out: std::process::Output, what: &str) -> Result<String> {
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
@@ -430,12 +427,7 @@ impl DockerBackend {
                 .unwrap_or(0);
             format!("{PROJECT_PREFIX}{:x}{:x}", std::process::id(), nanos)
         });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .map_err(|e| {
-                NemesisError::io("cannot build an HTTP client", std::io::Error::other(e))
-            })?;
+        let http = crate::admin::http_client(Duration::from_millis(500))?;
         Ok(DockerBackend {
             project,
             files,

@@ -266,12 +266,7 @@ impl LocalBackend {
                 }),
             });
         }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(500))
-            .build()
-            .map_err(|e| {
-                NemesisError::io("cannot build an HTTP client", std::io::Error::other(e))
-            })?;
+        let http = crate::admin::http_client(Duration::from_millis(500))?;
         Ok(LocalBackend {
             program: config.program,
             bin,
