@@ -11,6 +11,9 @@
 //! `SYNOD_LOAD_TARGET=leader` to send everything to the leader instead.
 //! `SYNOD_LOAD_NODE_WORKERS=N` sets each node's tokio worker threads
 //! (`SYNOD_WORKER_THREADS`; default: one per core).
+//! `SYNOD_LOAD_NODE_BIN=PATH` runs another `synod-node` build (for A/B
+//! comparisons of two builds on the same machine state);
+//! `SYNOD_LOAD_FSYNC=never` shows the floor without the disk.
 //!
 //! `cargo bench -p synod-node --bench load`
 
@@ -66,13 +69,17 @@ fn start_cluster() -> Cluster {
             .map(|j| format!("{}=http://127.0.0.1:{}", j + 1, ports[j]))
             .collect();
         let log = std::fs::File::create(dir.join(format!("n{}.log", i + 1))).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_synod-node"))
+        let bin = std::env::var_os("SYNOD_LOAD_NODE_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_synod-node")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
             .args(["--id", &(i + 1).to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
             .args(["--peers", &peers.join(",")])
             .arg("--data-dir")
             .arg(dir.join(format!("n{}", i + 1)))
-            .args(["--token", TOKEN, "--fsync", "always"])
+            .args(["--token", TOKEN, "--fsync", &fsync_mode()])
             .env("RUST_LOG", "warn")
             .env(
                 "SYNOD_WORKER_THREADS",
@@ -92,6 +99,11 @@ fn start_cluster() -> Cluster {
             .collect(),
         dir,
     }
+}
+
+/// `always` unless `SYNOD_LOAD_FSYNC` says otherwise.
+fn fsync_mode() -> String {
+    std::env::var("SYNOD_LOAD_FSYNC").unwrap_or_else(|_| "always".into())
 }
 
 async fn find_leader(http: &reqwest::Client, c: &Cluster) -> usize {
@@ -168,7 +180,8 @@ async fn run(secs: u64, to_leader: bool) {
         .expect("client");
     let leader = find_leader(&http, &cluster).await;
     println!(
-        "synod-node load bench: {NODES} nodes on loopback, fsync=always, leader is node {}",
+        "synod-node load bench: {NODES} nodes on loopback, fsync={}, leader is node {}",
+        fsync_mode(),
         leader + 1
     );
 

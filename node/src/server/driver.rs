@@ -21,8 +21,9 @@ use synod_node::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::clock::NodeClock;
-use super::disk::{is_early, replies_early, DiskCmd, Group};
+use super::disk::{is_early, replies_early, DiskCmd, Group, Settled};
 use super::metrics::Metrics;
+use super::peers::Peers;
 
 /// How often the core hears the time. Timers (heartbeats every 50 ms,
 /// elections after 300+ ms, request deadlines) are multiples of this.
@@ -74,6 +75,13 @@ pub struct Driver {
     pub clock: NodeClock,
     pub disk: std_mpsc::Sender<DiskCmd>,
     pub metrics: Arc<Metrics>,
+    peers: Peers,
+    /// How far the disk thread has settled the groups shipped to it.
+    settled: Settled,
+    /// The sequence number of the last group shipped.
+    shipped: u64,
+    /// Whether replies may leave before their group's fsync.
+    replies_early: bool,
     /// Clients waiting for the core's answer, by the id the core knows.
     waiters: HashMap<RequestId, oneshot::Sender<Outcome>>,
     next_request: RequestId,
@@ -90,13 +98,20 @@ impl Driver {
         clock: NodeClock,
         disk: std_mpsc::Sender<DiskCmd>,
         metrics: Arc<Metrics>,
+        peers: Peers,
+        settled: Settled,
     ) -> Self {
         let s = replica.status();
+        let replies_early = replies_early(replica.config().learn, replica.config().members.len());
         Driver {
             replica,
             clock,
             disk,
             metrics,
+            peers,
+            settled,
+            shipped: 0,
+            replies_early,
             waiters: HashMap::new(),
             next_request: 1,
             out: Outputs::default(),
@@ -190,6 +205,12 @@ impl Driver {
     }
 
     /// Hands the outputs gathered since the last call to the disk thread.
+    ///
+    /// When the disk thread has settled every group shipped so far, the
+    /// early messages and replies leave from here at once: nothing
+    /// unsynced but this group's own records stands behind them, exactly
+    /// as if the disk thread had released them before this group's fsync
+    /// (see `disk::is_early`), and a write's path loses a thread hop.
     fn ship(&mut self) {
         self.observe();
         let out = &mut self.out;
@@ -205,21 +226,29 @@ impl Driver {
             .slots_chosen
             .fetch_add(out.chosen.len() as u64, Relaxed);
         out.chosen.clear();
+        let direct = self.settled.get() == self.shipped;
         let mut group = Group {
-            replies_early: replies_early(self.replica.config().learn),
+            seq: self.shipped + 1,
+            replies_early: self.replies_early,
             records: std::mem::take(&mut out.persist),
             compact: out.compact.take(),
             ..Group::default()
         };
         for (to, m) in out.send.drain(..) {
-            if is_early(&m) {
-                group.early.push((to, m));
-            } else {
+            if !is_early(&m) {
                 group.late.push((to, m));
+            } else if direct {
+                self.peers.send(to, m);
+            } else {
+                group.early.push((to, m));
             }
         }
         for r in out.replies.drain(..) {
             match self.waiters.remove(&r.id) {
+                Some(tx) if direct && self.replies_early => {
+                    // The client may have gone away: nothing to do.
+                    let _ = tx.send(r.outcome);
+                }
                 Some(tx) => group.replies.push((tx, r.outcome)),
                 None => tracing::warn!(request = r.id, "the core answered an unknown request"),
             }
@@ -227,6 +256,7 @@ impl Driver {
         if group.is_empty() {
             return;
         }
+        self.shipped = group.seq;
         if self.disk.send(DiskCmd::Group(group)).is_err() {
             // The disk thread only stops after a fatal error, which exits.
             tracing::error!("disk thread is gone; outputs dropped");

@@ -14,7 +14,8 @@
 //!
 //! Data flow of a write: handler → `Event::Client` → replica task →
 //! `Group` → disk thread (append, fdatasync) → peer links / the handler's
-//! oneshot → HTTP reply.
+//! oneshot → HTTP reply. Outputs that need no sync of their own group
+//! leave from the replica task directly when the disk thread is idle.
 
 pub mod api;
 pub mod cli;
@@ -132,11 +133,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::new());
     let peers = peers::Peers::start(id, &peer_urls, &args.token, metrics.clone())?;
     let (disk_tx, disk_rx) = std::sync::mpsc::channel();
+    let settled = disk::Settled::default();
     let disk = disk::DiskThread {
         storage,
         fsync: cfg.fsync,
-        peers,
+        peers: peers.clone(),
         metrics: metrics.clone(),
+        settled: settled.clone(),
     };
     let disk_thread = std::thread::Builder::new()
         .name("synod-disk".into())
@@ -144,7 +147,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the disk thread")?;
 
     let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-    let driver = driver::Driver::new(replica, clock, disk_tx.clone(), metrics.clone());
+    let driver = driver::Driver::new(
+        replica,
+        clock,
+        disk_tx.clone(),
+        metrics.clone(),
+        peers,
+        settled,
+    );
     let mut replica_task = tokio::spawn(driver.run(events_rx));
 
     let shutting_down = Arc::new(AtomicBool::new(false));
