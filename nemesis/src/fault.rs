@@ -23,7 +23,7 @@ use crate::proxy::{Delay, LinkFault};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     /// A network partition: isolate one node, the leader, random halves,
-    /// majorities ring or bridge.
+    /// majorities ring or bridge ([`PARTITION_SHAPES`]).
     Partition,
     /// One node cannot send (or cannot hear) while the others can.
     OneWay,
@@ -34,7 +34,8 @@ pub enum FaultKind {
     /// The node's admin crash dropping unsynced writes, later a restart:
     /// a minority, or every node at once.
     PowerLoss,
-    /// Random clock offsets and rates on every node.
+    /// Clock offsets and rates on every node: the leader slow and the
+    /// others fast, or random ([`CLOCK_SHAPES`]).
     Clock,
     /// Delay with jitter on every peer link.
     Delay,
