@@ -36,7 +36,7 @@ use synod_nemesis::admin::Admin;
 use synod_nemesis::external::EXTERNAL_FAULTS;
 use synod_nemesis::{
     Backend, DockerBackend, DockerConfig, ExternalBackend, FaultKind, LocalBackend, LocalConfig,
-    Nemesis, NemesisEvent, Program, Schedule,
+    Nemesis, NemesisEvent, Program, Schedule, Step,
 };
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
@@ -103,7 +103,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Faults to mix, comma-separated: partition, one-way, pause, kill,
-    /// power-loss, clock, delay, reset; `all`; `none`.
+    /// power-loss, clock, delay, reset; `all`; `none`. KIND:SHAPE asks for
+    /// one shape (partition: isolate-one, isolate-leader, halves,
+    /// majorities-ring, bridge; clock: slow-leader, random). Faults joined
+    /// by `+` start together against the same leader and heal together,
+    /// e.g. clock:slow-leader+partition:isolate-leader, the trap for
+    /// leases that trust the clock.
     #[arg(long, default_value = DEFAULT_NEMESIS)]
     pub nemesis: String,
     /// Seconds of quiet before each fault, and how long each fault holds.
@@ -232,15 +237,17 @@ impl RunArgs {
 
 /// Everything checked before anything starts.
 struct Plan {
-    faults: Vec<FaultKind>,
+    /// What the nemesis picks from.
+    steps: Vec<Step>,
     mix: Mix,
     seed: u64,
     etcd: Vec<(String, String)>,
 }
 
 fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
-    let mut faults = FaultKind::parse_list(&args.nemesis)?;
-    backend_faults(args, &mut faults)?;
+    let mut steps = Step::parse_list(&args.nemesis)?;
+    backend_faults(args, &mut steps)?;
+    let faults = Step::kinds(&steps);
     let mix: Mix = args.mix.parse()?;
     if let Some(rate) = args.rate {
         if !(rate.is_finite() && rate > 0.0) {
@@ -303,7 +310,7 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
         t ^ u64::from(std::process::id()).rotate_left(32)
     });
     Ok(Plan {
-        faults,
+        steps,
         mix,
         seed,
         etcd,
@@ -311,7 +318,8 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
 }
 
 /// Refuses, by name, the faults `--backend` cannot inject.
-fn backend_faults(args: &RunArgs, faults: &mut Vec<FaultKind>) -> anyhow::Result<()> {
+fn backend_faults(args: &RunArgs, steps: &mut Vec<Step>) -> anyhow::Result<()> {
+    let faults = Step::kinds(steps);
     if args.backend != BackendKind::Local && args.target != Target::Synod {
         bail!("--target etcd runs on --backend local only");
     }
@@ -338,7 +346,7 @@ fn backend_faults(args: &RunArgs, faults: &mut Vec<FaultKind>) -> anyhow::Result
                          --nemesis"
                     );
                 }
-                faults.retain(|k| *k != FaultKind::Delay);
+                steps.retain(|s| !s.has(FaultKind::Delay));
                 eprintln!("synod: docker backend: delay left out of the default mix (no tc netem)");
             }
         }
@@ -407,7 +415,7 @@ impl Signals {
 async fn run_async(args: RunArgs, plan: Plan) -> anyhow::Result<ExitCode> {
     let mut signals = Signals::new()?;
     let dir = crate::store::new_run_dir(&args.store, &args.name)?;
-    let config = json!({"args": &args, "seed": plan.seed, "faults": plan.faults.iter().map(|k| k.name()).collect::<Vec<_>>(),
+    let config = json!({"args": &args, "seed": plan.seed, "faults": plan.steps.iter().map(Step::to_string).collect::<Vec<_>>(),
         "version": env!("CARGO_PKG_VERSION")});
     write_json(&dir.join("config.json"), &config)?;
     eprintln!("synod: run {} (seed {})", dir.display(), plan.seed);
@@ -614,7 +622,7 @@ async fn execute<C: Client, B: Backend>(
             let sink = Box::new(move |e: NemesisEvent| sink_rec.record(&e.f, e.value));
             let mut nemesis = Nemesis::new(backend, plan.seed, sink)?;
             let schedule = Schedule {
-                kinds: plan.faults.clone(),
+                steps: plan.steps.clone(),
                 interval: Duration::from_secs_f64(args.nemesis_interval.max(0.001)),
                 seed: plan.seed,
             };

@@ -45,6 +45,34 @@ fn unknown_fault_name_is_rejected_with_the_known_ones() {
 }
 
 #[test]
+fn unknown_fault_shape_is_rejected_with_the_known_ones() {
+    let out = synod(&["run", "--nemesis", "partition:sideways"], &[]);
+    assert_clear_failure(&out, "partition has no shape \"sideways\"");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("isolate-leader"));
+    let out = synod(&["run", "--nemesis", "clock:slow-leader+clock"], &[]);
+    assert_clear_failure(&out, "clock twice in one step");
+}
+
+#[test]
+fn an_external_cluster_refuses_a_partition_even_inside_a_step() {
+    let out = synod(
+        &[
+            "run",
+            "--backend",
+            "external",
+            "--node-urls",
+            "http://127.0.0.1:1",
+            "--token",
+            "t",
+            "--nemesis",
+            "clock:slow-leader+partition:isolate-leader",
+        ],
+        &[],
+    );
+    assert_clear_failure(&out, "not partition");
+}
+
+#[test]
 fn bad_mix_is_rejected() {
     let out = synod(&["run", "--mix", "read=1,append=2"], &[]);
     assert_clear_failure(&out, "unknown operation \"append\"");

@@ -265,6 +265,14 @@ fn real_node_short_chaos_run() {
 /// Runs the real node with `extra` flags and returns the exit status and
 /// stdout; `None` (skipped) if the node is not built.
 fn real_run(tag: &str, extra: &[&str]) -> Option<(Option<i32>, String)> {
+    let (code, out, s) = real_run_kept(tag, extra)?;
+    std::fs::remove_dir_all(&s).ok();
+    Some((code, out))
+}
+
+/// Like [`real_run`], but keeps the store (returned last) for the test to
+/// read the run directory, `STORE/latest`, and remove it.
+fn real_run_kept(tag: &str, extra: &[&str]) -> Option<(Option<i32>, String, PathBuf)> {
     let node = real_node()?;
     let s = store(tag);
     let out = Command::new(synod_bin())
@@ -280,8 +288,7 @@ fn real_run(tag: &str, extra: &[&str]) -> Option<(Option<i32>, String)> {
         processes_mentioning(s.to_str().unwrap()).is_empty(),
         "nodes left behind"
     );
-    std::fs::remove_dir_all(&s).ok();
-    Some((out.status.code(), stdout + &stderr))
+    Some((out.status.code(), stdout + &stderr, s))
 }
 
 /// Teeth: `--reads local` answers from any replica's own state, which a
@@ -332,6 +339,190 @@ fn unsynced_writes_lost_on_power_loss_are_caught() {
         return;
     };
     assert_eq!(code, Some(1), "{out}");
+}
+
+/// The lease trap, and the workload that walks into it. Every 1.5 s the
+/// leader's clock drops to 0.2-0.35x and every other clock speeds to 2-3x,
+/// and at the same moment the leader is cut off: its 250 ms lease (a 300
+/// ms election timeout less the 50 ms drift bound) lasts about a second of
+/// real time, while the fast majority stops deferring to it within ~150 ms
+/// and elects a successor that takes writes. A closed-loop client stuck on
+/// a write to the cut-off leader reads nothing until its timeout, so the
+/// clients time out after 300 ms (and move to another node) and mostly
+/// read: some read at the old leader while its lease still looks valid.
+const LEASE_TRAP: [&str; 14] = [
+    "--reads",
+    "lease",
+    "--nemesis-interval",
+    "1.5",
+    "--time-limit",
+    "12",
+    "--client-timeout-ms",
+    "300",
+    "--concurrency",
+    "20",
+    "--mix",
+    "read=6,write=1,cas=1",
+    "--seed",
+    "1",
+];
+
+/// A partition in force: `(start, stop)` in ns and the node cut off.
+struct Cut {
+    from_ns: u64,
+    to_ns: u64,
+    node: String,
+}
+
+/// The `isolate-leader` partitions of a history.
+fn cuts(events: &[serde_json::Value]) -> Vec<Cut> {
+    let mut cuts: Vec<Cut> = Vec::new();
+    for e in events {
+        let node = e["value"]["components"][0][0].as_str().unwrap_or_default();
+        let t = e["time"].as_u64().unwrap();
+        match e["f"].as_str() {
+            Some("start-partition") => {
+                assert_eq!(e["value"]["shape"], "isolate-leader", "{e}");
+                cuts.push(Cut {
+                    from_ns: t,
+                    to_ns: u64::MAX,
+                    node: node.to_string(),
+                });
+            }
+            Some("stop-partition") => {
+                if let Some(c) = cuts.iter_mut().rev().find(|c| c.node == node) {
+                    c.to_ns = c.to_ns.min(t);
+                }
+            }
+            _ => {}
+        }
+    }
+    cuts
+}
+
+fn events(run: &Path) -> Vec<serde_json::Value> {
+    history(run)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Whether `invoked_ns` and `done_ns` both fall in a cut of `node`: an op
+/// that node answered while it was cut off.
+fn answered_while_cut_off(
+    cuts: &[Cut],
+    node: &serde_json::Value,
+    invoked_ns: u64,
+    done_ns: u64,
+) -> bool {
+    cuts.iter()
+        .any(|c| node.as_str() == Some(&c.node) && c.from_ns <= invoked_ns && done_ns < c.to_ns)
+}
+
+/// Teeth: `--reads lease` is linearizable only while clocks drift less
+/// than the lease's drift bound. `clock:slow-leader+partition:isolate-leader`
+/// breaks that bound and cuts the slow leader off at once; the run must say
+/// invalid, and the report must blame a read that the cut-off leader
+/// answered while a new majority took writes.
+#[test]
+fn lease_reads_with_clock_skew_beyond_the_bound_are_caught() {
+    let mut args = LEASE_TRAP.to_vec();
+    args.extend(["--nemesis", "clock:slow-leader+partition:isolate-leader"]);
+    let Some((code, out, s)) = real_run_kept("teeth-lease", &args) else {
+        return;
+    };
+    let run = s.join("latest");
+    let events = events(&run);
+    // The trap lined up: every cut-off node is the one whose clock was
+    // slowed at the same moment, every other clock fast.
+    let cuts = cuts(&events);
+    assert!(cuts.len() >= 3, "{} partitions in 12 s", cuts.len());
+    for c in &cuts {
+        let clock = events
+            .iter()
+            .find(|e| {
+                e["f"] == "start-clock"
+                    && e["time"].as_u64().unwrap().abs_diff(c.from_ns) < 1_000_000
+            })
+            .unwrap_or_else(|| panic!("no clock skew started with the cut at {}", c.from_ns));
+        for (node, skew) in clock["value"].as_object().unwrap() {
+            let rate = skew["rate"].as_f64().unwrap();
+            if *node == c.node {
+                assert!(rate < 0.4, "the cut-off {node} runs at {rate}x");
+            } else {
+                assert!(rate >= 2.0, "{node} of the majority runs at {rate}x");
+            }
+        }
+    }
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not linearizable"), "{out}");
+    // The report's explanation names a read the cut-off leader answered
+    // from its lease while it was cut off.
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results.json")).unwrap()).unwrap();
+    let stale_reads = results["explanations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| {
+            let failing = &x["failing"];
+            let invoke = failing["invoke_index"].as_u64().unwrap();
+            let invoked = events.iter().find(|e| e["index"] == invoke).unwrap();
+            failing["description"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("read"))
+                && answered_while_cut_off(
+                    &cuts,
+                    &invoked["node"],
+                    failing["call"].as_u64().unwrap(),
+                    failing["ret"].as_u64().unwrap_or(u64::MAX),
+                )
+        })
+        .count();
+    assert!(
+        stale_reads >= 1,
+        "no explanation blames a read the cut-off leader answered:\n{out}"
+    );
+    std::fs::remove_dir_all(&s).ok();
+}
+
+/// The control: the same workload and the same cut-off leader with true
+/// clocks. The cut-off leader still answers reads from its lease, and they
+/// are right, because its lease runs out before the majority elects a
+/// successor.
+#[test]
+fn lease_reads_with_true_clocks_survive_a_cut_off_leader() {
+    let mut args = LEASE_TRAP.to_vec();
+    args.extend(["--nemesis", "partition:isolate-leader"]);
+    let Some((code, out, s)) = real_run_kept("lease-control", &args) else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{out}");
+    // Not vacuous: the cut-off leader did answer reads while cut off.
+    let events = events(&s.join("latest"));
+    let cuts = cuts(&events);
+    let mut invoked_at = std::collections::HashMap::new();
+    let mut lease_reads = 0;
+    for e in &events {
+        let p = e["process"].as_u64();
+        match e["type"].as_str() {
+            Some("invoke") => {
+                invoked_at.insert(p, e["time"].as_u64().unwrap());
+            }
+            Some("ok") if e["f"] == "read" => {
+                let done = e["time"].as_u64().unwrap();
+                if answered_while_cut_off(&cuts, &e["node"], invoked_at[&p], done) {
+                    lease_reads += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        lease_reads > 0,
+        "the cut-off leader answered no read while cut off"
+    );
+    std::fs::remove_dir_all(&s).ok();
 }
 
 fn etcd_on_path() -> bool {

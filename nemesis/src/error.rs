@@ -65,6 +65,11 @@ pub enum NemesisError {
     #[error("unknown fault {name:?}: expected one of {known}")]
     UnknownFault { name: String, known: String },
 
+    /// A `--nemesis` entry that names known faults but cannot be drawn:
+    /// a shape the kind does not have, or a kind twice in one step.
+    #[error("bad fault {spec:?}: {reason}")]
+    BadFaultSpec { spec: String, reason: String },
+
     /// Any other I/O failure, with what we were doing.
     #[error("{what}: {source}")]
     Io {

@@ -1,7 +1,10 @@
 //! The faults, as data: what can be broken ([`FaultKind`], the names of
-//! `--nemesis`), one fault in force with its targets ([`Fault`]), and the
-//! whole state they add up to ([`Desired`]), which the nemesis re-applies
-//! idempotently after every change.
+//! `--nemesis`), how precisely ([`FaultSpec`], a kind with an optional
+//! shape such as `partition:isolate-leader`), which faults start together
+//! ([`Step`], e.g. `clock:slow-leader+partition:isolate-leader`), one fault
+//! in force with its targets ([`Fault`]), and the whole state they add up
+//! to ([`Desired`]), which the nemesis re-applies idempotently after every
+//! change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -20,7 +23,7 @@ use crate::proxy::{Delay, LinkFault};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     /// A network partition: isolate one node, the leader, random halves,
-    /// majorities ring or bridge.
+    /// majorities ring or bridge ([`PARTITION_SHAPES`]).
     Partition,
     /// One node cannot send (or cannot hear) while the others can.
     OneWay,
@@ -31,7 +34,8 @@ pub enum FaultKind {
     /// The node's admin crash dropping unsynced writes, later a restart:
     /// a minority, or every node at once.
     PowerLoss,
-    /// Random clock offsets and rates on every node.
+    /// Clock offsets and rates on every node: the leader slow and the
+    /// others fast, or random ([`CLOCK_SHAPES`]).
     Clock,
     /// Delay with jitter on every peer link.
     Delay,
@@ -95,6 +99,31 @@ impl FaultKind {
     }
 }
 
+/// The shapes `partition:SHAPE` can ask for.
+pub const PARTITION_SHAPES: [&str; 5] = [
+    "isolate-one",
+    "isolate-leader",
+    "halves",
+    "majorities-ring",
+    "bridge",
+];
+
+/// The shapes `clock:SHAPE` can ask for: the leader slow and every other
+/// node fast (the worst case for leases), or random rates everywhere.
+pub const CLOCK_SHAPES: [&str; 2] = ["slow-leader", "random"];
+
+impl FaultKind {
+    /// The shapes `KIND:SHAPE` may name; without one the kind draws its
+    /// shape at random (the only choice for kinds with no shapes).
+    pub fn shapes(self) -> &'static [&'static str] {
+        match self {
+            FaultKind::Partition => &PARTITION_SHAPES,
+            FaultKind::Clock => &CLOCK_SHAPES,
+            _ => &[],
+        }
+    }
+}
+
 impl fmt::Display for FaultKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -118,6 +147,205 @@ impl FromStr for FaultKind {
                 name: s.to_string(),
                 known: FaultKind::ALL.map(FaultKind::name).join(", ") + ", all, none",
             })
+    }
+}
+
+/// A fault kind, and the shape to draw if the user named one
+/// (`partition:isolate-leader`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FaultSpec {
+    pub kind: FaultKind,
+    /// One of `kind.shapes()`; `None` draws one at random.
+    pub shape: Option<&'static str>,
+}
+
+impl FaultSpec {
+    /// Any shape of `kind`, drawn at random.
+    pub fn any(kind: FaultKind) -> FaultSpec {
+        FaultSpec { kind, shape: None }
+    }
+}
+
+impl fmt::Display for FaultSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.shape {
+            Some(shape) => write!(f, "{}:{shape}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
+    }
+}
+
+impl FromStr for FaultSpec {
+    type Err = NemesisError;
+
+    /// `KIND` or `KIND:SHAPE`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, shape) = match s.split_once(':') {
+            Some((name, shape)) => (name.trim(), Some(shape.trim())),
+            None => (s.trim(), None),
+        };
+        let kind: FaultKind = name.parse()?;
+        let Some(shape) = shape else {
+            return Ok(FaultSpec::any(kind));
+        };
+        let shapes = kind.shapes();
+        match shapes.iter().find(|&&known| known == shape) {
+            Some(&known) => Ok(FaultSpec {
+                kind,
+                shape: Some(known),
+            }),
+            None if shapes.is_empty() => Err(NemesisError::BadFaultSpec {
+                spec: s.to_string(),
+                reason: format!("{kind} has no shapes to choose from; write just {kind:?}"),
+            }),
+            None => Err(NemesisError::BadFaultSpec {
+                spec: s.to_string(),
+                reason: format!(
+                    "{kind} has no shape {shape:?}: expected one of {}",
+                    shapes.join(", ")
+                ),
+            }),
+        }
+    }
+}
+
+/// One entry of `--nemesis`: the faults a schedule starts together, drawn
+/// against the same leader, held together and healed together. Most steps
+/// are one fault (`partition`); `clock:slow-leader+partition:isolate-leader`
+/// slows the leader's clock and cuts it off at the same moment, the one
+/// schedule that reliably catches a lease trusting its clock.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Step {
+    /// Sorted by kind, no kind twice.
+    faults: Vec<FaultSpec>,
+}
+
+impl Step {
+    /// A step of one fault.
+    pub fn one(spec: FaultSpec) -> Step {
+        Step { faults: vec![spec] }
+    }
+
+    /// The faults of this step, sorted by kind.
+    pub fn faults(&self) -> &[FaultSpec] {
+        &self.faults
+    }
+
+    /// Whether any fault of this step is of `kind`.
+    pub fn has(&self, kind: FaultKind) -> bool {
+        self.faults.iter().any(|f| f.kind == kind)
+    }
+
+    /// Parses a comma-separated `--nemesis` list such as
+    /// `partition:isolate-leader,pause,clock+partition`: each entry a step
+    /// of faults joined by `+`, each fault `KIND` or `KIND:SHAPE`; `all`
+    /// means one step per kind, `none` or the empty string no faults.
+    /// Sorted and deduplicated, so a list of plain kinds gives the steps in
+    /// the order of [`FaultKind::ALL`].
+    pub fn parse_list(s: &str) -> Result<Vec<Step>, NemesisError> {
+        let mut steps = Vec::new();
+        for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry {
+                "all" => steps.extend(FaultKind::ALL.map(|k| Step::one(FaultSpec::any(k)))),
+                "none" => {}
+                _ => steps.push(entry.parse()?),
+            }
+        }
+        steps.sort();
+        steps.dedup();
+        Ok(steps)
+    }
+
+    /// Draws this step's faults over `nodes`, all against the same
+    /// `leader` (the node that says it leads, if any); `skewed` says a
+    /// clock skew is already in force. Faults started together aim at one
+    /// node even when none leads (`clock:slow-leader+partition:isolate-leader`
+    /// cuts off the node whose clock it slows), and under a clock skew (in
+    /// force, or in this step) a partition of no named shape cuts off the
+    /// leader: the one case where a lease that trusts the clock goes wrong.
+    pub fn draw<R: Rng>(
+        &self,
+        nodes: &[NodeId],
+        mut leader: Option<NodeId>,
+        skewed: bool,
+        rng: &mut R,
+    ) -> Vec<Fault> {
+        if leader.is_none() && self.faults.len() > 1 {
+            leader = nodes.choose(rng).copied();
+        }
+        let skewed = skewed || self.has(FaultKind::Clock);
+        self.faults
+            .iter()
+            .map(|&spec| match leader {
+                Some(l)
+                    if spec.kind == FaultKind::Partition
+                        && spec.shape.is_none()
+                        && skewed
+                        && nodes.len() > 2 =>
+                {
+                    isolate(l, nodes, "isolate-leader")
+                }
+                _ => Fault::generate_spec(spec, nodes, leader, rng),
+            })
+            .collect()
+    }
+
+    /// Every kind the steps use, sorted, once each.
+    pub fn kinds(steps: &[Step]) -> Vec<FaultKind> {
+        let mut kinds: Vec<FaultKind> = steps
+            .iter()
+            .flat_map(|s| s.faults.iter().map(|f| f.kind))
+            .collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, spec) in self.faults.iter().enumerate() {
+            if i > 0 {
+                f.write_str("+")?;
+            }
+            write!(f, "{spec}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Step {
+    type Err = NemesisError;
+
+    /// `FAULT` or `FAULT+FAULT+...`, each `KIND` or `KIND:SHAPE`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut faults = Vec::new();
+        for part in s.split('+').map(str::trim) {
+            if part.is_empty() {
+                return Err(NemesisError::BadFaultSpec {
+                    spec: s.to_string(),
+                    reason: "an empty fault between '+' signs".to_string(),
+                });
+            }
+            if matches!(part, "all" | "none") {
+                return Err(NemesisError::BadFaultSpec {
+                    spec: s.to_string(),
+                    reason: format!("{part:?} is a whole list, not a fault to combine"),
+                });
+            }
+            faults.push(part.parse::<FaultSpec>()?);
+        }
+        faults.sort();
+        if let Some(w) = faults.windows(2).find(|w| w[0].kind == w[1].kind) {
+            return Err(NemesisError::BadFaultSpec {
+                spec: s.to_string(),
+                reason: format!(
+                    "{} twice in one step: faults started together must be of different kinds",
+                    w[0].kind
+                ),
+            });
+        }
+        Ok(Step { faults })
     }
 }
 
@@ -190,14 +418,29 @@ fn minority(n: usize) -> usize {
 }
 
 impl Fault {
-    /// Draws a fault of `kind` over `nodes`, targets from `rng`; `leader`
-    /// is the node that says it leads, if any (a favourite target).
+    /// Draws a fault of `kind` over `nodes`, of any shape, targets from
+    /// `rng`; `leader` is the node that says it leads, if any (a favourite
+    /// target).
     pub fn generate<R: Rng>(
         kind: FaultKind,
         nodes: &[NodeId],
         leader: Option<NodeId>,
         rng: &mut R,
     ) -> Fault {
+        Fault::generate_spec(FaultSpec::any(kind), nodes, leader, rng)
+    }
+
+    /// Draws a fault as `spec` asks: of its shape if it names one (a shape
+    /// aimed at the leader falls back to a random node when none leads),
+    /// else as [`Fault::generate`] does, drawing the same from the same
+    /// `rng`.
+    pub fn generate_spec<R: Rng>(
+        spec: FaultSpec,
+        nodes: &[NodeId],
+        leader: Option<NodeId>,
+        rng: &mut R,
+    ) -> Fault {
+        let kind = spec.kind;
         let all: BTreeSet<NodeId> = nodes.iter().copied().collect();
         let mut shuffled = nodes.to_vec();
         shuffled.shuffle(rng);
@@ -216,7 +459,7 @@ impl Fault {
             set
         };
         match kind {
-            FaultKind::Partition => partition(nodes, &shuffled, leader, rng),
+            FaultKind::Partition => partition(nodes, &shuffled, leader, spec.shape, rng),
             FaultKind::OneWay => {
                 let x = BTreeSet::from([one]);
                 let rest: BTreeSet<NodeId> = all.difference(&x).copied().collect();
@@ -271,10 +514,15 @@ impl Fault {
             FaultKind::Clock => {
                 let mut skews = BTreeMap::new();
                 let mut value = serde_json::Map::new();
-                // Half the time the worst case for leases: the leader's
-                // clock runs slow (its lease seems to last longer) while
-                // the others' run fast (they stop deferring to it sooner).
-                let slow_leader = leader.filter(|_| rng.gen_bool(0.5));
+                // Half the time (always with `slow-leader`) the worst case
+                // for leases: the leader's clock runs slow (its lease seems
+                // to last longer) while the others' run fast (they stop
+                // deferring to it sooner).
+                let slow_leader = match spec.shape {
+                    Some("slow-leader") => Some(leader.unwrap_or(random_one)),
+                    Some(_) => None,
+                    None => leader.filter(|_| rng.gen_bool(0.5)),
+                };
                 for &n in nodes {
                     // Rates far beyond any lease drift bound, so lease
                     // reads that trust the clock get caught: a slow leader
@@ -288,7 +536,13 @@ impl Fault {
                         None => rng.gen_range(0.3..3.0f64),
                     };
                     let skew = Skew {
-                        offset_ms: rng.gen_range(-5000..=5000),
+                        // `slow-leader` is drift alone, no steps: the
+                        // rates by themselves break the lease bound.
+                        offset_ms: if spec.shape == Some("slow-leader") {
+                            0
+                        } else {
+                            rng.gen_range(-5000..=5000)
+                        },
                         rate: (rate * 1000.0).round() / 1000.0,
                     };
                     value.insert(
@@ -343,24 +597,28 @@ pub fn isolate(x: NodeId, nodes: &[NodeId], shape: &str) -> Fault {
     }
 }
 
-/// A partition of one of the classic shapes.
+/// A partition of one of the classic shapes: `shape` if given, else one
+/// drawn from those that make sense for this cluster.
 fn partition<R: Rng>(
     nodes: &[NodeId],
     shuffled: &[NodeId],
     leader: Option<NodeId>,
+    shape: Option<&'static str>,
     rng: &mut R,
 ) -> Fault {
     let n = nodes.len();
     let all: BTreeSet<NodeId> = nodes.iter().copied().collect();
-    let mut shapes = vec!["isolate-one", "halves"];
-    if leader.is_some() {
-        shapes.push("isolate-leader");
-    }
-    if n >= 3 {
-        shapes.push("majorities-ring");
-        shapes.push("bridge");
-    }
-    let shape = *shapes.choose(rng).unwrap_or(&"isolate-one");
+    let shape = shape.unwrap_or_else(|| {
+        let mut shapes = vec!["isolate-one", "halves"];
+        if leader.is_some() {
+            shapes.push("isolate-leader");
+        }
+        if n >= 3 {
+            shapes.push("majorities-ring");
+            shapes.push("bridge");
+        }
+        *shapes.choose(rng).unwrap_or(&"isolate-one")
+    });
     let isolate = |x: NodeId| -> (BTreeSet<Link>, Value) {
         let xs = BTreeSet::from([x]);
         let rest: BTreeSet<NodeId> = all.difference(&xs).copied().collect();
@@ -492,6 +750,181 @@ mod tests {
     }
 
     #[test]
+    fn parses_shapes_and_steps() {
+        let steps = Step::parse_list("clock:slow-leader+partition:isolate-leader, pause").unwrap();
+        assert_eq!(steps.len(), 2);
+        let trap = steps.iter().find(|s| s.faults().len() == 2).unwrap();
+        assert_eq!(
+            trap.faults(),
+            [
+                FaultSpec {
+                    kind: FaultKind::Partition,
+                    shape: Some("isolate-leader")
+                },
+                FaultSpec {
+                    kind: FaultKind::Clock,
+                    shape: Some("slow-leader")
+                },
+            ]
+        );
+        // Printed in canonical order, and read back the same.
+        assert_eq!(
+            trap.to_string(),
+            "partition:isolate-leader+clock:slow-leader"
+        );
+        assert_eq!(trap.to_string().parse::<Step>().unwrap(), *trap);
+        assert!(trap.has(FaultKind::Clock) && !trap.has(FaultKind::Kill));
+        assert_eq!(
+            Step::kinds(&steps),
+            vec![FaultKind::Partition, FaultKind::Pause, FaultKind::Clock]
+        );
+        // Aliases work inside steps too.
+        assert_eq!(
+            "clock-skew+crash".parse::<Step>().unwrap().to_string(),
+            "power-loss+clock"
+        );
+    }
+
+    #[test]
+    fn plain_kinds_give_the_steps_in_the_order_of_the_kinds() {
+        // A schedule picks steps by index, so `--nemesis partition,kill`
+        // must keep drawing what it drew before steps existed.
+        for list in [
+            "pause, partition,pause",
+            "all",
+            "kill,clock,delay,partition",
+        ] {
+            let kinds = FaultKind::parse_list(list).unwrap();
+            let steps = Step::parse_list(list).unwrap();
+            let plain: Vec<Step> = kinds
+                .into_iter()
+                .map(|k| Step::one(FaultSpec::any(k)))
+                .collect();
+            assert_eq!(steps, plain, "{list}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes_and_steps_with_reasons() {
+        for (spec, words) in [
+            (
+                "partition:sideways",
+                &["sideways", "isolate-leader", "bridge"][..],
+            ),
+            ("pause:leader", &["no shapes", "pause"][..]),
+            ("clock:slow-leader+clock", &["clock twice"][..]),
+            ("partition+", &["empty"][..]),
+            ("all+pause", &["whole list"][..]),
+            ("partition+frobnicate", &["frobnicate"][..]),
+        ] {
+            let e = Step::parse_list(spec).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{spec}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_named_partition_shape_is_the_shape_drawn() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for shape in PARTITION_SHAPES {
+            for n in 1..=5 {
+                let spec = FaultSpec {
+                    kind: FaultKind::Partition,
+                    shape: Some(shape),
+                };
+                let f = Fault::generate_spec(spec, &nodes(n), Some(NodeId(n)), &mut rng);
+                assert_eq!(f.value["shape"], shape, "{n} nodes");
+            }
+        }
+        let spec = "partition:isolate-leader".parse().unwrap();
+        let f = Fault::generate_spec(spec, &nodes(5), Some(NodeId(4)), &mut rng);
+        assert_eq!(f.value["components"][0], json!(["n4"]));
+    }
+
+    fn rates(f: &Fault) -> BTreeMap<NodeId, Skew> {
+        let Effect::Clock(skews) = &f.effect else {
+            panic!("not a clock fault: {f:?}")
+        };
+        skews.clone()
+    }
+
+    #[test]
+    fn slow_leader_slows_the_leader_and_speeds_every_other_node_without_steps() {
+        let spec: FaultSpec = "clock:slow-leader".parse().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for leader in [Some(NodeId(2)), None] {
+            for _ in 0..20 {
+                let f = Fault::generate_spec(spec, &nodes(3), leader, &mut rng);
+                let skews = rates(&f);
+                let slow: Vec<NodeId> = skews
+                    .iter()
+                    .filter(|(_, s)| s.rate < 1.0)
+                    .map(|(n, _)| *n)
+                    .collect();
+                assert_eq!(slow.len(), 1, "{skews:?}");
+                if let Some(l) = leader {
+                    assert_eq!(slow, [l]);
+                }
+                for (n, s) in &skews {
+                    assert_eq!(s.offset_ms, 0);
+                    if slow.contains(n) {
+                        assert!((0.2..=0.35).contains(&s.rate), "{s:?}");
+                    } else {
+                        assert!((2.0..=3.0).contains(&s.rate), "{s:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn faults_started_together_aim_at_the_same_node() {
+        let step: Step = "clock:slow-leader+partition:isolate-leader"
+            .parse()
+            .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let mut isolated_nodes = BTreeSet::new();
+        for leader in [Some(NodeId(3)), None, None, None, None, None, None, None] {
+            let faults = step.draw(&nodes(3), leader, false, &mut rng);
+            assert_eq!(faults.len(), 2);
+            let isolated = &faults[0].value["components"][0];
+            let slow: Vec<String> = rates(&faults[1])
+                .into_iter()
+                .filter(|(_, s)| s.rate < 1.0)
+                .map(|(n, _)| n.to_string())
+                .collect();
+            assert_eq!(*isolated, json!(slow), "the slow clock is the cut-off one");
+            if leader.is_some() {
+                assert_eq!(*isolated, json!(["n3"]));
+            }
+            isolated_nodes.insert(isolated.to_string());
+        }
+        assert!(
+            isolated_nodes.len() > 1,
+            "no leader: a random node each time"
+        );
+    }
+
+    #[test]
+    fn under_a_skew_an_unshaped_partition_cuts_off_the_leader() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        let partition = Step::one(FaultSpec::any(FaultKind::Partition));
+        let with_clock: Step = "clock+partition".parse().unwrap();
+        for _ in 0..20 {
+            let f = &partition.draw(&nodes(5), Some(NodeId(2)), true, &mut rng)[0];
+            assert_eq!(f.value["shape"], "isolate-leader");
+            assert_eq!(f.value["components"][0], json!(["n2"]));
+            let f = &with_clock.draw(&nodes(5), Some(NodeId(2)), false, &mut rng)[0];
+            assert_eq!(f.value["components"][0], json!(["n2"]));
+        }
+        // A named shape wins over that preference.
+        let halves: Step = "partition:halves".parse().unwrap();
+        let f = &halves.draw(&nodes(5), Some(NodeId(2)), true, &mut rng)[0];
+        assert_eq!(f.value["shape"], "halves");
+    }
+
+    #[test]
     fn same_seed_same_faults() {
         let draw = |seed| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -517,6 +950,7 @@ mod tests {
                         s.shuffle(&mut rng);
                         s
                     },
+                    None,
                     None,
                     &mut rng,
                 );

@@ -18,8 +18,9 @@
 //! - [`external`]: a cluster someone else started; admin-API faults only.
 //! - [`proxy`]: the TCP link proxy in front of every directed peer link:
 //!   blackhole, delay with jitter, resets, all without root.
-//! - [`fault`]: the fault kinds (`--nemesis` names), a fault with its
-//!   targets, and the state the faults in force add up to.
+//! - [`fault`]: the fault kinds (`--nemesis` names), their shapes, the
+//!   steps that start several together, a fault with its targets, and the
+//!   state the faults in force add up to.
 //! - [`nemesis`]: the scheduler that starts, holds and heals faults.
 //! - [`admin`]: the node's admin API (status, clock, crash).
 //! - [`error`]: [`NemesisError`], what went wrong in words a user can act on.
@@ -38,7 +39,7 @@ pub use backend::{Backend, Link, NodeId};
 pub use docker::{DockerBackend, DockerConfig};
 pub use error::{NemesisError, Result};
 pub use external::ExternalBackend;
-pub use fault::{Fault, FaultKind};
+pub use fault::{Fault, FaultKind, FaultSpec, Step};
 pub use local::{LocalBackend, LocalConfig, Program};
 pub use nemesis::{EventSink, Nemesis, NemesisEvent, Schedule};
 pub use proxy::{Delay, LinkFault, LinkProxy};

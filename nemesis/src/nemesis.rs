@@ -1,6 +1,7 @@
 //! The nemesis: keeps the faults in force as data, re-applies their sum to
 //! the cluster idempotently after every change, runs a schedule of faults
-//! drawn from a seed, and records every start and stop as an event.
+//! drawn from a seed (one [`Step`] at a time: a fault, or several started
+//! together), and records every start and stop as an event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use tokio::sync::watch;
 use crate::admin::Admin;
 use crate::backend::{Backend, Link, NodeId};
 use crate::error::Result;
-use crate::fault::{Desired, Fault, FaultKind, Skew};
+use crate::fault::{Desired, Fault, FaultKind, Skew, Step};
 
 /// A fault started or stopped, for the history (`"process":"nemesis"`,
 /// `"type":"info"`).
@@ -33,8 +34,8 @@ pub type EventSink = Box<dyn Fn(NemesisEvent) + Send + Sync>;
 /// When and what to break.
 #[derive(Clone, Debug)]
 pub struct Schedule {
-    /// The kinds to choose from, uniformly; empty means no faults.
-    pub kinds: Vec<FaultKind>,
+    /// The steps to choose from, uniformly; empty means no faults.
+    pub steps: Vec<Step>,
     /// Quiet time before each fault, and how long each fault holds.
     pub interval: Duration,
     /// Seeds the choice of faults and targets.
@@ -84,28 +85,29 @@ impl<B: Backend> Nemesis<B> {
         &self.active
     }
 
-    /// Draws a fault of `kind` for this cluster.
-    pub async fn draw(&mut self, kind: FaultKind) -> Fault {
+    /// Draws the faults of `step` for this cluster, all against the leader
+    /// of this moment (see [`Step::draw`]).
+    pub async fn draw(&mut self, step: &Step) -> Vec<Fault> {
         let leader = self.admin.find_leader(&*self.backend).await;
-        let nodes = self.backend.nodes();
         let skewed = self.active.iter().any(|f| f.kind == FaultKind::Clock);
-        match leader {
-            // Under a clock skew, a partition cuts off the leader: the one
-            // case where a lease that trusts the clock goes wrong.
-            Some(l) if kind == FaultKind::Partition && skewed && nodes.len() > 2 => {
-                crate::fault::isolate(l, &nodes, "isolate-leader")
-            }
-            _ => Fault::generate(kind, &nodes, leader, &mut self.rng),
-        }
+        step.draw(&self.backend.nodes(), leader, skewed, &mut self.rng)
     }
 
     /// Puts `fault` in force, recording `start-<kind>` first.
     pub async fn start(&mut self, fault: Fault) {
-        (self.sink)(NemesisEvent {
-            f: format!("start-{}", fault.kind),
-            value: fault.value.clone(),
-        });
-        self.active.push(fault);
+        self.start_together(vec![fault]).await;
+    }
+
+    /// Puts `faults` in force at once (one reconcile), recording a
+    /// `start-<kind>` for each first.
+    pub async fn start_together(&mut self, faults: Vec<Fault>) {
+        for fault in faults {
+            (self.sink)(NemesisEvent {
+                f: format!("start-{}", fault.kind),
+                value: fault.value.clone(),
+            });
+            self.active.push(fault);
+        }
         self.publish();
         let errors = self.reconcile().await;
         for e in errors {
@@ -252,30 +254,31 @@ impl<B: Backend> Nemesis<B> {
     }
 
     /// Runs `schedule` until `stop` turns true: quiet for an interval, a
-    /// fault for an interval, and again; a clock skew stays in force until
-    /// the next fault ends. Faults in force when it stops stay
-    /// in force: call [`Nemesis::heal_all`] next.
+    /// step's faults for an interval, and again; a clock skew alone stays
+    /// in force until the next step ends. Faults in force when it stops
+    /// stay in force: call [`Nemesis::heal_all`] next.
     pub async fn run(&mut self, schedule: &Schedule, mut stop: watch::Receiver<bool>) {
-        if schedule.kinds.is_empty() {
+        if schedule.steps.is_empty() {
             return;
         }
         loop {
             if wait_or_stop(schedule.interval, &mut stop).await {
                 return;
             }
-            let kind = *schedule
-                .kinds
-                .choose(&mut self.rng)
-                .unwrap_or(&FaultKind::Partition);
-            let fault = self.draw(kind).await;
-            self.start(fault).await;
+            let Some(step) = schedule.steps.choose(&mut self.rng).cloned() else {
+                return;
+            };
+            let faults = self.draw(&step).await;
+            self.start_together(faults).await;
             if wait_or_stop(schedule.interval, &mut stop).await {
                 return;
             }
             // A skewed clock hurts most when something else goes wrong
             // meanwhile (a leader cut off while its lease clock runs
-            // slow), so a clock skew holds through the next fault.
-            if kind == FaultKind::Clock && schedule.kinds.len() > 1 {
+            // slow), so a clock skew alone holds through the next step.
+            // (A step that combines them has both in force already.)
+            let clock_alone = step.faults().iter().all(|f| f.kind == FaultKind::Clock);
+            if clock_alone && schedule.steps.len() > 1 {
                 continue;
             }
             while !self.active.is_empty() {
