@@ -252,13 +252,18 @@ pub struct PeerMessages {
     pub gaps: Vec<String>,
 }
 
-/// Sums per-node tallies into a run's figures.
+/// Sums per-node tallies into a run's figures; `None` if no node's
+/// counters could ever be read (the figure is not available, which is not
+/// the same as zero).
 pub fn summarise(
     tallies: &[(String, Tally)],
     completed_ops: u64,
     samples: u32,
     gaps: Vec<String>,
-) -> PeerMessages {
+) -> Option<PeerMessages> {
+    if !tallies.iter().any(|(_, t)| t.started()) {
+        return None;
+    }
     let mut by_type = BTreeMap::new();
     let mut by_node = BTreeMap::new();
     let mut restarts = BTreeMap::new();
@@ -276,7 +281,7 @@ pub fn summarise(
         }
     }
     let sent: u64 = by_node.values().sum();
-    PeerMessages {
+    Some(PeerMessages {
         sent,
         completed_ops,
         per_op: (completed_ops > 0).then(|| sent as f64 / completed_ops as f64),
@@ -286,7 +291,7 @@ pub fn summarise(
         samples,
         interval_s: INTERVAL.as_secs_f64(),
         gaps,
-    }
+    })
 }
 
 impl PeerMessages {
@@ -458,8 +463,9 @@ impl Scraper {
     }
 
     /// Takes the last sample and sums up, with `completed_ops` client
-    /// operations completed in the run.
-    pub async fn finish(mut self, completed_ops: u64) -> anyhow::Result<PeerMessages> {
+    /// operations completed in the run. `Ok(None)`: no node ever answered
+    /// with its counters (a node without `/admin/metrics`).
+    pub async fn finish(mut self, completed_ops: u64) -> anyhow::Result<Option<PeerMessages>> {
         self.stop.send_replace(true);
         let task = self
             .task
@@ -603,12 +609,19 @@ synod_requests_total{op=\"read\",outcome=\"ok\"} 5
         n2.observe(sample(&[("accepted", 7)]));
         n2.observe(sample(&[("accepted", 57)]));
         let tallies = vec![("n1".to_string(), n1), ("n2".to_string(), n2)];
-        let m = summarise(&tallies, 100, 2, vec![]);
+        let m = summarise(&tallies, 100, 2, vec![]).unwrap();
         assert_eq!(m.sent, 300);
         assert_eq!(m.per_op, Some(3.0));
         assert_eq!(m.by_node["n1"], 250);
         assert_eq!(m.by_type["accepted"], 50);
         assert!(m.summary().contains("3.00 per op"), "{}", m.summary());
-        assert_eq!(summarise(&tallies, 0, 2, vec![]).per_op, None);
+        assert_eq!(summarise(&tallies, 0, 2, vec![]).unwrap().per_op, None);
+        // A node that never answered counts nothing; if none ever did, the
+        // figure is not available rather than 0.
+        let silent = vec![("n1".to_string(), Tally::default())];
+        assert_eq!(summarise(&silent, 100, 2, vec![]), None);
+        let mut one = tallies.clone();
+        one.push(("n3".to_string(), Tally::default()));
+        assert_eq!(summarise(&one, 100, 2, vec![]).unwrap().sent, 300);
     }
 }

@@ -561,7 +561,10 @@ async fn on_backend<B: Backend>(
             let scraper = Scraper::start(nodes, backend.token().to_string()).await?;
             let mut observed = execute(args, plan, dir, client, b, workload, signals).await?;
             let (_, ok, fail, info) = observed.counts;
-            observed.peer_messages = Some(scraper.finish(ok + fail + info).await?);
+            observed.peer_messages = scraper
+                .finish(ok + fail + info)
+                .await?
+                .ok_or("no node's /admin/metrics had peer-message counters");
             Ok(observed)
         }
     }
@@ -597,8 +600,8 @@ struct Observed {
     interrupted: Option<&'static str>,
     seconds: f64,
     seed: u64,
-    /// `None` where the nodes do not count them (etcd).
-    peer_messages: Option<PeerMessages>,
+    /// Or why they are not available (etcd does not count them).
+    peer_messages: Result<PeerMessages, &'static str>,
 }
 
 async fn execute<C: Client, B: Backend>(
@@ -693,7 +696,7 @@ async fn execute<C: Client, B: Backend>(
         interrupted,
         seconds: clock.now_ns() as f64 / 1e9,
         seed: plan.seed,
-        peer_messages: None,
+        peer_messages: Err("the target does not export Synod's peer-message counters"),
     })
 }
 
@@ -767,17 +770,16 @@ fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Resu
         "ops": {"invoked": invoked, "ok": ok, "fail": fail, "info": info},
         "interrupted": observed.interrupted,
         "history": "history.jsonl",
-        "peer_messages": observed.peer_messages,
+        "peer_messages": observed.peer_messages.as_ref().ok(),
+        "peer_messages_unavailable": observed.peer_messages.as_ref().err(),
     });
     eprintln!(
         "synod: {} events, ok {ok}, fail {fail}, info {info} in {:.1} s",
         observed.events, observed.seconds
     );
     let peer_summary = match &observed.peer_messages {
-        Some(m) => m.summary(),
-        None => {
-            "  peer messages per op: not available (the target does not export them)\n".to_string()
-        }
+        Ok(m) => m.summary(),
+        Err(why) => format!("  peer messages per op: not available ({why})\n"),
     };
     if let Some(sig) = observed.interrupted {
         let results = json!({
@@ -816,14 +818,17 @@ fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Resu
 }
 
 /// The report's "Peer messages" section: per op, then by type and node.
-fn peer_section(m: Option<&PeerMessages>) -> Section {
+fn peer_section(m: Result<&PeerMessages, &&'static str>) -> Section {
     let heading = "Peer messages".to_string();
-    let Some(m) = m else {
-        return Section {
-            heading,
-            text: "Not available: the target does not export Synod's peer-message counters.".into(),
-            ..Section::default()
-        };
+    let m = match m {
+        Ok(m) => m,
+        Err(why) => {
+            return Section {
+                heading,
+                text: format!("Not available: {why}."),
+                ..Section::default()
+            }
+        }
     };
     let per_op = |v: u64| {
         if m.completed_ops > 0 {
