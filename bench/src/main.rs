@@ -8,6 +8,8 @@
 //!   API, etcd's JSON gateway, an in-process null target).
 //! - `workload`: client processes, keys, mix, open and closed loops.
 //! - `recorder`: the one task that streams the history to disk.
+//! - `peer_messages`: scrapes every node's peer-message counters during a
+//!   run, for peer messages per client operation.
 //! - `store`: run directories and `store/latest`.
 //! - `nightly`: `synod suite`, `synod compare`, `synod serve`.
 //!
@@ -22,6 +24,7 @@ use clap::{Parser, Subcommand};
 mod check;
 mod client;
 mod nightly;
+mod peer_messages;
 mod recorder;
 mod run;
 mod store;

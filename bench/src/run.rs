@@ -15,6 +15,12 @@
 //!    judges and writes `results.json` (with the run's own figures under
 //!    `"run"`), `report.html` and its plots.
 //!
+//! On Synod targets a [`Scraper`] reads every node's peer-message counters
+//! from just before the workload to just after it, so the run also reports
+//! peer messages per client operation (`run.peer_messages` in
+//! `results.json`, a section of `report.html`, a line of the summary); on
+//! etcd it is reported as not available.
+//!
 //! Whatever happens (an error, a panic, Ctrl-C, SIGTERM) the faults are
 //! healed and the cluster torn down: by `finish` on every return path, by
 //! the backend's `Drop` on a panic, and by the kernel (`PR_SET_PDEATHSIG`)
@@ -31,7 +37,7 @@ use clap::ValueEnum;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
-use synod_checker::{check_and_report, History, Options};
+use synod_checker::{check_and_report_with, History, Options, Section};
 use synod_nemesis::admin::Admin;
 use synod_nemesis::external::EXTERNAL_FAULTS;
 use synod_nemesis::{
@@ -44,6 +50,7 @@ use tokio::sync::watch;
 use crate::client::etcd::EtcdClient;
 use crate::client::synod::SynodClient;
 use crate::client::Client;
+use crate::peer_messages::{PeerMessages, Scraper};
 use crate::recorder::{self, Counts, RunClock};
 use crate::workload::{self, Mix, WorkloadConfig};
 use crate::EXIT_ERROR;
@@ -556,8 +563,17 @@ async fn on_backend<B: Backend>(
             let client = Arc::new(EtcdClient::new(nodes, timeout, args.serializable)?);
             execute(args, plan, dir, client, b, workload, signals).await
         } else {
-            let client = Arc::new(SynodClient::new(nodes, timeout)?);
-            execute(args, plan, dir, client, b, workload, signals).await
+            let client = Arc::new(SynodClient::new(nodes.clone(), timeout)?);
+            // The baseline right before the workload starts; the last
+            // sample once its clients have stopped, before the teardown.
+            let scraper = Scraper::start(nodes, backend.token().to_string()).await?;
+            let mut observed = execute(args, plan, dir, client, b, workload, signals).await?;
+            let (_, ok, fail, info) = observed.counts;
+            observed.peer_messages = scraper
+                .finish(ok + fail + info)
+                .await?
+                .ok_or("no node's /admin/metrics had peer-message counters");
+            Ok(observed)
         }
     }
     .await;
@@ -592,6 +608,8 @@ struct Observed {
     interrupted: Option<&'static str>,
     seconds: f64,
     seed: u64,
+    /// Or why they are not available (etcd does not count them).
+    peer_messages: Result<PeerMessages, &'static str>,
 }
 
 async fn execute<C: Client, B: Backend>(
@@ -686,6 +704,7 @@ async fn execute<C: Client, B: Backend>(
         interrupted,
         seconds: clock.now_ns() as f64 / 1e9,
         seed: plan.seed,
+        peer_messages: Err("the target does not export Synod's peer-message counters"),
     })
 }
 
@@ -759,11 +778,17 @@ fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Resu
         "ops": {"invoked": invoked, "ok": ok, "fail": fail, "info": info},
         "interrupted": observed.interrupted,
         "history": "history.jsonl",
+        "peer_messages": observed.peer_messages.as_ref().ok(),
+        "peer_messages_unavailable": observed.peer_messages.as_ref().err(),
     });
     eprintln!(
         "synod: {} events, ok {ok}, fail {fail}, info {info} in {:.1} s",
         observed.events, observed.seconds
     );
+    let peer_summary = match &observed.peer_messages {
+        Ok(m) => m.summary(),
+        Err(why) => format!("  peer messages per op: not available ({why})\n"),
+    };
     if let Some(sig) = observed.interrupted {
         let results = json!({
             "verdict": null,
@@ -784,7 +809,9 @@ fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Resu
         time_limit: (check_time_limit > 0.0).then(|| Duration::from_secs_f64(check_time_limit)),
         ..Options::default()
     };
-    let outcome = check_and_report(&history, &options, dir).context("the checker failed")?;
+    let sections = [peer_section(observed.peer_messages.as_ref())];
+    let outcome =
+        check_and_report_with(&history, &options, dir, &sections).context("the checker failed")?;
     // The checker owns results.json; the run's own figures go beside its.
     let results_path = dir.join("results.json");
     let mut results: serde_json::Value = std::fs::read_to_string(&results_path)
@@ -793,7 +820,72 @@ fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Resu
         .unwrap_or_else(|| json!({"verdict": outcome.verdict()}));
     results["run"] = run;
     write_json(&results_path, &results)?;
-    print!("{}", outcome.summary());
+    print!("{}{peer_summary}", outcome.summary());
     println!("report: {}", dir.join("report.html").display());
     Ok(ExitCode::from(outcome.exit_code()))
+}
+
+/// The report's "Peer messages" section: per op, then by type and node.
+fn peer_section(m: Result<&PeerMessages, &&'static str>) -> Section {
+    let heading = "Peer messages".to_string();
+    let m = match m {
+        Ok(m) => m,
+        Err(why) => {
+            return Section {
+                heading,
+                text: format!("Not available: {why}."),
+                ..Section::default()
+            }
+        }
+    };
+    let per_op = |v: u64| {
+        if m.completed_ops > 0 {
+            format!("{:.3}", v as f64 / m.completed_ops as f64)
+        } else {
+            "-".into()
+        }
+    };
+    let mut text = format!(
+        "{} per client operation: {} protocol messages sent by all nodes (heartbeats \
+         included) over {} completed operations (ok + fail + info); {} samples of every \
+         node's /admin/metrics, {:.1} s apart.",
+        m.per_op
+            .map(|p| format!("{p:.3}"))
+            .unwrap_or_else(|| "-".into()),
+        m.sent,
+        m.completed_ops,
+        m.samples,
+        m.interval_s
+    );
+    if !m.restarts.is_empty() {
+        let r: Vec<String> = m
+            .restarts
+            .iter()
+            .map(|(n, k)| format!("{n} x{k}"))
+            .collect();
+        text += &format!(
+            " Restarts seen: {} (what a node sent in the interval before it died is not counted).",
+            r.join(", ")
+        );
+    }
+    for g in &m.gaps {
+        text += &format!(" {g}.");
+    }
+    let mut rows: Vec<Vec<String>> = m
+        .by_type
+        .iter()
+        .map(|(k, &v)| vec![format!("type {k}"), v.to_string(), per_op(v)])
+        .collect();
+    rows.extend(
+        m.by_node
+            .iter()
+            .map(|(n, &v)| vec![format!("node {n}"), v.to_string(), per_op(v)]),
+    );
+    rows.push(vec!["all".into(), m.sent.to_string(), per_op(m.sent)]);
+    Section {
+        heading,
+        text,
+        header: vec!["sent by".into(), "messages".into(), "per op".into()],
+        rows,
+    }
 }

@@ -138,7 +138,7 @@ fn smoke_suite_summary_junit_compare_and_serve() {
         "the smoke suite should pass, exit {code}"
     );
     assert!(
-        stdout.contains("verdict") && stdout.contains("ops/s"),
+        stdout.contains("verdict") && stdout.contains("ops/s") && stdout.contains("peer msgs/op"),
         "{stdout}"
     );
     for run in ["smoke-leader-partition", "smoke-any-all-kill"] {
@@ -171,6 +171,13 @@ fn smoke_suite_summary_junit_compare_and_serve() {
         );
         assert!(f["operations"].as_u64().unwrap() > 0, "{r}");
         assert!(f["throughput"].as_f64().unwrap() > 0.0, "{r}");
+        // Scraped from the real nodes: a Paxos cluster cannot serve an op
+        // without some peer messages, and the figure must be there.
+        let per_op = f["peer_messages_per_op"].as_f64();
+        assert!(
+            per_op.is_some_and(|m| m > 0.0),
+            "no peer messages per op: {r}"
+        );
         dirs.push(PathBuf::from(f["dir"].as_str().unwrap()));
     }
 
@@ -180,6 +187,12 @@ fn smoke_suite_summary_junit_compare_and_serve() {
     assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
     assert_eq!(xml.matches("</testcase>").count(), 4, "{xml}");
     assert!(xml.contains("tests=\"4\""), "{xml}");
+    assert_eq!(
+        xml.matches("<property name=\"peer_messages_per_op\"")
+            .count(),
+        4,
+        "{xml}"
+    );
     assert!(xml.trim_end().ends_with("</testsuites>"), "{xml}");
 
     // The suite's own comparison, and `synod compare` of two runs.
@@ -197,6 +210,7 @@ fn smoke_suite_summary_junit_compare_and_serve() {
     assert!(status.success());
     let md = std::fs::read_to_string(cmp.join("compare.md")).unwrap();
     assert!(md.contains("| ok ops/s |"), "{md}");
+    assert!(md.contains("| peer msgs/op |"), "{md}");
     assert!(cmp.join("compare.html").is_file());
     assert!(cmp.join("compare-latency.svg").is_file());
 
@@ -244,7 +258,9 @@ fn smoke_suite_summary_junit_compare_and_serve() {
     };
     let (status, body) = get(&addr, &format!("/runs/{}/report.html", rel(&dirs[0])));
     assert_eq!(status, 200);
-    assert!(String::from_utf8_lossy(&body).contains("<svg"));
+    let report = String::from_utf8_lossy(&body);
+    assert!(report.contains("<svg"));
+    assert!(report.contains("<h2>Peer messages</h2>"), "{report}");
     let (status, _) = get(&addr, &format!("/runs/{}/history.jsonl", rel(&dirs[0])));
     assert_eq!(status, 200);
     let (status, tar) = get(&addr, &format!("/archive/{}", rel(&dirs[0])));

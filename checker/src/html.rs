@@ -44,8 +44,55 @@ fn opt(v: Option<f64>, scale: f64, unit: &str) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A section the caller adds to `report.html`: what the run measured
+/// beyond the history, which the checker cannot know (the bench's
+/// peer-message counts). Plain text, escaped when rendered; the table is
+/// left out when `header` is empty.
+#[derive(Clone, Debug, Default)]
+pub struct Section {
+    pub heading: String,
+    pub text: String,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Section {
+    fn render(&self, b: &mut String) {
+        let _ = writeln!(b, "<h2>{}</h2>", escape(&self.heading));
+        if !self.text.is_empty() {
+            let _ = writeln!(b, "<p>{}</p>", escape(&self.text));
+        }
+        if self.header.is_empty() {
+            return;
+        }
+        b.push_str("<table><tr>");
+        for h in &self.header {
+            let _ = write!(b, "<th>{}</th>", escape(h));
+        }
+        b.push_str("</tr>");
+        for row in &self.rows {
+            b.push_str("<tr>");
+            for cell in row {
+                let _ = write!(b, "<td>{}</td>", escape(cell));
+            }
+            b.push_str("</tr>");
+        }
+        b.push_str("</table>\n");
+    }
+}
+
 /// The run report: verdict, counts, latency, availability, faults, plots.
 pub fn report_page(title: &str, checked: &Checked, report: &Report) -> String {
+    report_page_with(title, checked, report, &[])
+}
+
+/// The run report with the caller's `sections` after the operation counts.
+pub fn report_page_with(
+    title: &str,
+    checked: &Checked,
+    report: &Report,
+    sections: &[Section],
+) -> String {
     let mut b = String::new();
     let v = checked.verdict.as_str();
     let _ = writeln!(
@@ -95,6 +142,9 @@ pub fn report_page(title: &str, checked: &Checked, report: &Report) -> String {
         b.push_str("</tr>");
     }
     b.push_str("</table>");
+    for section in sections {
+        section.render(&mut b);
+    }
 
     b.push_str("<h2>Latency (ms)</h2><table><tr><th>f</th><th>outcome</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
     for l in &report.latency {

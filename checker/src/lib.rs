@@ -17,7 +17,9 @@
 //! - [`plots`]: the report's SVG plots (plotters), fault windows shaded.
 //! - [`html`]: the self-contained `report.html` and `explanation.html`.
 //! - [`pipeline`]: [`check_and_report`], the one call the CLI and the bench
-//!   runner make: check, report, write the files.
+//!   runner make: check, report, write the files ([`check_and_report_with`]
+//!   adds the caller's own [`Section`]s to the report, e.g. the runner's
+//!   peer messages).
 //! - [`gen`]: simulated linearizable histories for tests and benchmarks.
 //! - [`fxhash`]: the fast hash the search's tables use.
 //!
@@ -51,5 +53,6 @@ pub mod search;
 
 pub use check::{check, Checked, Explanation, Options, Verdict};
 pub use history::History;
+pub use html::Section;
 pub use model::ModelKind;
-pub use pipeline::{check_and_report, Outcome, PipelineError};
+pub use pipeline::{check_and_report, check_and_report_with, Outcome, PipelineError};

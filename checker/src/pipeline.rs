@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::check::{check, CheckError, Checked, Options, Verdict};
 use crate::history::History;
-use crate::html;
+use crate::html::{self, Section};
 use crate::report::{self, Report};
 
 /// What judging a history produced.
@@ -120,6 +120,17 @@ pub fn check_and_report(
     options: &Options,
     out_dir: &Path,
 ) -> Result<Outcome, PipelineError> {
+    check_and_report_with(history, options, out_dir, &[])
+}
+
+/// [`check_and_report`], with `sections` the caller measured beyond the
+/// history added to `report.html` (the bench runner's peer messages).
+pub fn check_and_report_with(
+    history: &History,
+    options: &Options,
+    out_dir: &Path,
+    sections: &[Section],
+) -> Result<Outcome, PipelineError> {
     let checked = check(history, options)?;
     let report = report::report(history);
     std::fs::create_dir_all(out_dir).map_err(|e| PipelineError::Io {
@@ -163,7 +174,7 @@ pub fn check_and_report(
     write(out_dir.join("results.json"), &text, &mut files)?;
     write(
         out_dir.join("report.html"),
-        &html::report_page(&title, &checked, &report),
+        &html::report_page_with(&title, &checked, &report, sections),
         &mut files,
     )?;
     if !checked.explanations.is_empty() {

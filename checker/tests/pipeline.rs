@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use synod_checker::history::{Event, EventType, Fun, History, Process};
-use synod_checker::{check_and_report, Options, Verdict};
+use synod_checker::{check_and_report, check_and_report_with, Options, Section, Verdict};
 
 fn ev(time: u64, process: Process, kind: EventType, f: Fun, value: Value) -> Event {
     Event {
@@ -82,5 +82,33 @@ fn an_invalid_run_gets_results_report_and_explanation() {
     let explanation = std::fs::read_to_string(dir.join("explanation.html")).unwrap();
     assert!(explanation.contains("process 2") && explanation.contains("state: null -&gt; 1"));
     assert!(dir.join("latency-read-ok.hgrm").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_callers_sections_land_in_the_report_escaped() {
+    let c = Process::Client;
+    let h = numbered(vec![
+        ev(0, c(1), EventType::Invoke, Fun::Write, json!(1)),
+        ev(10, c(1), EventType::Ok, Fun::Write, json!(1)),
+    ]);
+    let dir = std::env::temp_dir().join(format!("synod-pipeline-sections-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let section = Section {
+        heading: "Peer messages".into(),
+        text: "3.00 per op <all nodes>".into(),
+        header: vec!["type".into(), "sent".into()],
+        rows: vec![vec!["accept".into(), "12".into()]],
+    };
+    let outcome = check_and_report_with(&h, &Options::default(), &dir, &[section]).unwrap();
+    assert_eq!(outcome.verdict(), Verdict::Valid);
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(report.contains("<h2>Peer messages</h2>"), "{report}");
+    assert!(report.contains("3.00 per op &lt;all nodes&gt;"), "{report}");
+    assert!(report.contains("<td>accept</td><td>12</td>"), "{report}");
+    // Without sections the page has none of it.
+    check_and_report(&h, &Options::default(), &dir).unwrap();
+    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!report.contains("Peer messages"));
     let _ = std::fs::remove_dir_all(&dir);
 }

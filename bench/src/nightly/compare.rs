@@ -8,7 +8,9 @@
 //! is more than twice the spread the two runs show second by second
 //! (the standard error of the difference of their per-second means). A
 //! 25% swing in a run whose throughput already swings 40% from one
-//! second to the next is not a finding.
+//! second to the next is not a finding. Peer messages per op is one
+//! figure per run with no per-second spread, so only the threshold
+//! applies to it; runs without it (etcd) show `n/a`.
 //!
 //! Written into the output directory: `compare.html` (self-contained,
 //! plots inline), `compare.md` (for a pull request) and the plots as
@@ -34,6 +36,10 @@ pub struct CompareArgs {
     #[arg(long, default_value = "compare")]
     pub out: PathBuf,
 }
+
+/// The row of peer messages per client operation: more is worse, like
+/// latency.
+const PEER_ROW: &str = "peer msgs/op";
 
 /// A relative change smaller than this is never marked.
 pub const THRESHOLD: f64 = 0.20;
@@ -258,6 +264,28 @@ fn rows(runs: &[RunFigures]) -> Vec<Row> {
             })
             .collect(),
     });
+    out.push(Row {
+        label: PEER_ROW.into(),
+        cells: runs
+            .iter()
+            .map(|r| {
+                // One figure per run, no per-second spread: only the
+                // threshold applies.
+                let c = match (
+                    base.and_then(|b| b.peer_messages_per_op),
+                    r.peer_messages_per_op,
+                ) {
+                    (Some(b), Some(x)) => change(b, x, &[], &[]),
+                    _ => None,
+                };
+                let text = r
+                    .peer_messages_per_op
+                    .map(|m| format!("{m:.2}"))
+                    .unwrap_or_else(|| "n/a".into());
+                (text, c)
+            })
+            .collect(),
+    });
     out.push(text_row(
         "recovery after heal",
         &|r| match (r.recovery, r.unrecovered) {
@@ -370,7 +398,7 @@ fn html(
             let class = match c {
                 // Higher is worse for latency, better for the rest.
                 Some(ch) if ch.marked => {
-                    let worse = if row.label.ends_with(" ms") {
+                    let worse = if row.label.ends_with(" ms") || row.label == PEER_ROW {
                         ch.relative > 0.0
                     } else {
                         ch.relative < 0.0
@@ -586,5 +614,56 @@ mod tests {
         // Small changes never are.
         let c = change(100.0, 110.0, &[100.0; 5], &[110.0; 5]).unwrap();
         assert!(!c.marked);
+    }
+
+    fn run(name: &str, per_op: Option<f64>) -> RunFigures {
+        RunFigures {
+            dir: PathBuf::from(name),
+            name: name.into(),
+            stamp: "20260101T000000Z".into(),
+            verdict: "valid".into(),
+            explanation: None,
+            target: "synod".into(),
+            nodes: 3,
+            settings: String::new(),
+            seed: Some(1),
+            operations: 100,
+            ok: 100,
+            seconds: 10.0,
+            throughput: 10.0,
+            latency: vec![],
+            availability: Some(1.0),
+            recovery: None,
+            unrecovered: 0,
+            peer_messages_per_op: per_op,
+            peer_messages: per_op.map(|p| (p * 100.0) as u64),
+            series: vec![],
+            windows: vec![],
+        }
+    }
+
+    #[test]
+    fn peer_messages_per_op_is_compared_and_missing_is_not_zero() {
+        let runs = [
+            run("leader", Some(8.0)),
+            run("all", Some(12.0)),
+            run("same", Some(8.4)),
+            run("etcd", None),
+        ];
+        let md = markdown(&runs);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| peer msgs/op |"))
+            .unwrap_or_else(|| panic!("no peer row:\n{md}"));
+        assert_eq!(
+            line,
+            "| peer msgs/op | 8.00 | **12.00 (+50%)** | 8.40 | n/a |"
+        );
+        // More messages is worse: the cell is shaded as a regression.
+        let html = page(&runs, &|r| r.name.clone());
+        assert!(
+            html.contains("<td class=\"up\">12.00 (+50%)</td>"),
+            "{html}"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The figures of one run directory, read back from the files the runner
-//! and the checker wrote (`config.json`, `results.json`). Suites, comparisons
+//! and the checker wrote (`config.json`, `results.json`, whose `run`
+//! section has the runner's own: ops, seconds, peer messages). Suites, comparisons
 //! and the store's web page all read runs through here, so they agree on
 //! what "throughput" or "recovery" means.
 
@@ -69,6 +70,12 @@ pub struct RunFigures {
     pub recovery: Option<f64>,
     /// Heals after which no op succeeded before the run ended.
     pub unrecovered: usize,
+    /// Peer messages sent by all nodes per client operation completed
+    /// (`run.peer_messages.per_op`); `None` where not available (etcd,
+    /// runs from before the runner counted them).
+    pub peer_messages_per_op: Option<f64>,
+    /// Peer messages sent by all nodes over the run.
+    pub peer_messages: Option<u64>,
     #[serde(skip)]
     pub series: Vec<Second>,
     #[serde(skip)]
@@ -226,6 +233,8 @@ pub fn read_run(dir: &Path) -> anyhow::Result<RunFigures> {
         availability: f64_of(&report["availability"]),
         recovery: healed.iter().filter_map(|w| w.recovery).reduce(f64::max),
         unrecovered: healed.iter().filter(|w| w.recovery.is_none()).count(),
+        peer_messages_per_op: f64_of(&run["peer_messages"]["per_op"]),
+        peer_messages: run["peer_messages"]["sent"].as_u64(),
         series,
         windows,
     })

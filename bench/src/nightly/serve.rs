@@ -1,7 +1,7 @@
 //! `synod serve`: the store as a web page.
 //!
 //! - `/`: every run (name, time, target, settings, verdict, ops, p99,
-//!   availability), sortable and filterable by a small inline script, with
+//!   availability, recovery, peer messages per op), sortable and filterable by a small inline script, with
 //!   links to its report, history and archive, and boxes to pick runs to
 //!   compare.
 //! - `/runs/NAME/STAMP/FILE`: a file of a run. Paths are checked component
@@ -237,7 +237,7 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
          <button id=\"compare\">Compare picked runs</button></p>\n\
          <table id=\"runs\"><thead><tr><th></th><th data-sort>time</th><th data-sort>name</th><th data-sort>target</th>\
          <th data-sort>settings</th><th data-sort>verdict</th><th data-sort>ops</th><th data-sort>ok ops/s</th>\
-         <th data-sort>p99 ms</th><th data-sort>availability</th><th data-sort>recovery s</th><th>files</th></tr></thead><tbody>\n",
+         <th data-sort>p99 ms</th><th data-sort>availability</th><th data-sort>recovery s</th><th data-sort>peer msgs/op</th><th>files</th></tr></thead><tbody>\n",
     );
     for r in &runs {
         let rel = format!("{}/{}", r.name, r.stamp);
@@ -247,7 +247,7 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
             "<tr><td><input type=\"checkbox\" value=\"{rel_e}\"></td><td>{}</td><td>{}</td><td>{} x{}</td><td>{}</td>\
              <td class=\"{v}\">{v}</td><td class=\"n\" data-v=\"{ops}\">{ops}</td>\
              <td class=\"n\" data-v=\"{tp:.3}\">{tp:.1}</td><td class=\"n\" data-v=\"{p99v}\">{p99}</td>\
-             <td class=\"n\" data-v=\"{av}\">{avail}</td><td class=\"n\" data-v=\"{rec}\">{rec}</td>\
+             <td class=\"n\" data-v=\"{av}\">{avail}</td><td class=\"n\" data-v=\"{rec}\">{rec}</td><td class=\"n\" data-v=\"{msgsv}\">{msgs}</td>\
              <td><a href=\"/runs/{rel_e}/report.html\">report</a> <a href=\"/runs/{rel_e}/history.jsonl\">history</a> \
              <a href=\"/runs/{rel_e}/results.json\">results</a> <a href=\"/archive/{rel_e}\">tar</a></td></tr>",
             escape(&r.stamp),
@@ -263,6 +263,14 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
             av = r.availability.map(|a| format!("{a:.5}")).unwrap_or_default(),
             avail = fmt_opt(r.availability.map(|a| a * 100.0), 2),
             rec = fmt_opt(r.recovery, 2),
+            msgsv = r
+                .peer_messages_per_op
+                .map(|m| format!("{m:.3}"))
+                .unwrap_or_default(),
+            msgs = r
+                .peer_messages_per_op
+                .map(|m| format!("{m:.2}"))
+                .unwrap_or_else(|| "n/a".into()),
         );
     }
     s += "</tbody></table>\n";

@@ -495,7 +495,10 @@ pub fn table(results: &[RunResult]) -> String {
     for f in &ops {
         s += &format!(" {:>17}", format!("{f} p50/p99 ms"));
     }
-    s += &format!(" {:>7} {:>10}\n", "avail", "recovery");
+    s += &format!(
+        " {:>7} {:>10} {:>12}\n",
+        "avail", "recovery", "peer msgs/op"
+    );
     for r in results {
         s += &format!("{:<width$}  {:<8}", r.name, r.verdict());
         match &r.figures {
@@ -516,7 +519,12 @@ pub fn table(results: &[RunResult]) -> String {
                     (Some(r), _) => format!("{r:.2} s"),
                     (None, _) => "-".into(),
                 };
-                s += &format!(" {:>6}% {rec:>10}\n", avail);
+                // Not available (etcd, older runs) is "n/a", never 0.
+                let msgs = f
+                    .peer_messages_per_op
+                    .map(|m| format!("{m:.2}"))
+                    .unwrap_or_else(|| "n/a".into());
+                s += &format!(" {:>6}% {rec:>10} {msgs:>12}\n", avail);
             }
             None => s += "  (no figures)\n",
         }
@@ -530,6 +538,34 @@ fn xml(s: &str) -> String {
         .chars()
         .filter(|&c| c == '\n' || c == '\t' || c >= ' ')
         .collect()
+}
+
+/// A test case's `<properties>`: the run's figures, for CI systems that
+/// chart them (a figure not available is left out, not written as 0).
+fn properties(r: &RunResult) -> String {
+    let Some(f) = &r.figures else {
+        return String::new();
+    };
+    let mut props = vec![
+        ("verdict", f.verdict.clone()),
+        ("seed", f.seed.map(|s| s.to_string()).unwrap_or_default()),
+        ("operations", f.operations.to_string()),
+        ("ok_ops_per_second", format!("{:.3}", f.throughput)),
+    ];
+    if let Some(p) = f.p99() {
+        props.push(("p99_ms", format!("{p:.3}")));
+    }
+    if let Some(a) = f.availability {
+        props.push(("availability", format!("{a:.5}")));
+    }
+    if let Some(m) = f.peer_messages_per_op {
+        props.push(("peer_messages_per_op", format!("{m:.3}")));
+    }
+    let mut s = String::from("      <properties>\n");
+    for (k, v) in props {
+        s += &format!("        <property name=\"{k}\" value=\"{}\"/>\n", xml(&v));
+    }
+    s + "      </properties>\n"
 }
 
 /// JUnit XML: one test case per run; invalid and unknown are failures,
@@ -556,6 +592,7 @@ pub fn junit(suite: &str, results: &[RunResult], seconds: f64) -> String {
         );
         let why = r.explanation().unwrap_or_default();
         let first = why.lines().next().unwrap_or("").to_string();
+        s += &properties(r);
         match r.exit {
             0 => {}
             1 | 2 => {
@@ -666,12 +703,15 @@ node_args = ["--batch-size", "4"]
             dir.join("results.json"),
             r#"{"verdict":"invalid","explanations":[{"text":"key \"k1\": read 3 <after> write 4\nmore"}],
                 "report":{"operations":10,"start":0,"end":2000000000,"availability":0.5,"latency":[],"seconds":[],"faults":[]},
-                "run":{"seconds":2.0,"ops":{"ok":5}}}"#,
+                "run":{"seconds":2.0,"ops":{"ok":5},"peer_messages":{"sent":25,"per_op":2.5}}}"#,
         )
         .unwrap();
         let figures = figures::read_run(&dir).unwrap();
         assert_eq!(figures.verdict, "invalid");
         assert_eq!(figures.throughput, 2.5);
+        assert_eq!(figures.peer_messages_per_op, Some(2.5));
+        let mut etcd = figures.clone();
+        etcd.peer_messages_per_op = None;
         let results = vec![
             RunResult {
                 name: "s-bad".into(),
@@ -691,10 +731,19 @@ node_args = ["--batch-size", "4"]
                 figures: None,
                 error: Some("the run failed: no synod-node".into()),
             },
+            RunResult {
+                name: "s-etcd".into(),
+                args: vec![],
+                exit: 0,
+                wall_seconds: 1.0,
+                log: "s-etcd.log".into(),
+                figures: Some(etcd),
+                error: None,
+            },
         ];
         let xml = junit("s", &results, 2.0);
         assert!(
-            xml.contains("tests=\"2\" failures=\"1\" errors=\"1\""),
+            xml.contains("tests=\"3\" failures=\"1\" errors=\"1\""),
             "{xml}"
         );
         assert!(
@@ -706,10 +755,17 @@ node_args = ["--batch-size", "4"]
             "{xml}"
         );
         assert!(
-            table(&results).contains("s-broken  error"),
-            "{}",
-            table(&results)
+            xml.contains("<property name=\"peer_messages_per_op\" value=\"2.500\"/>"),
+            "{xml}"
         );
+        assert_eq!(xml.matches("peer_messages_per_op").count(), 1, "{xml}");
+        let t = table(&results);
+        assert!(t.contains("s-broken  error"), "{t}");
+        assert!(t.lines().next().unwrap().ends_with("peer msgs/op"), "{t}");
+        let row = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+        assert!(row("s-bad").trim_end().ends_with("2.50"), "{t}");
+        // Not available is said, not shown as 0.
+        assert!(row("s-etcd").trim_end().ends_with("n/a"), "{t}");
         std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
     }
 }
