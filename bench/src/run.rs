@@ -112,7 +112,8 @@ pub struct RunArgs {
     /// Faults to mix, comma-separated: partition, one-way, pause, kill,
     /// power-loss, clock, delay, reset; `all`; `none`. KIND:SHAPE asks for
     /// one shape (partition: isolate-one, isolate-leader, halves,
-    /// majorities-ring, bridge; clock: slow-leader, random). Faults joined
+    /// majorities-ring, bridge; clock: slow-leader, random; power-loss:
+    /// all, minority). Faults joined
     /// by `+` start together against the same leader and heal together,
     /// e.g. clock:slow-leader+partition:isolate-leader, the trap for
     /// leases that trust the clock.

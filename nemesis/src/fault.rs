@@ -112,6 +112,10 @@ pub const PARTITION_SHAPES: [&str; 5] = [
 /// node fast (the worst case for leases), or random rates everywhere.
 pub const CLOCK_SHAPES: [&str; 2] = ["slow-leader", "random"];
 
+/// The shapes `power-loss:SHAPE` can ask for: every node at once (what
+/// `--fsync never` cannot survive) or a minority (what it can).
+pub const POWER_LOSS_SHAPES: [&str; 2] = ["all", "minority"];
+
 impl FaultKind {
     /// The shapes `KIND:SHAPE` may name; without one the kind draws its
     /// shape at random (the only choice for kinds with no shapes).
@@ -119,6 +123,7 @@ impl FaultKind {
         match self {
             FaultKind::Partition => &PARTITION_SHAPES,
             FaultKind::Clock => &CLOCK_SHAPES,
+            FaultKind::PowerLoss => &POWER_LOSS_SHAPES,
             _ => &[],
         }
     }
@@ -493,10 +498,11 @@ impl Fault {
                 // majority acknowledged; only a power loss of (nearly)
                 // every node at once shows what `--fsync never` costs. So
                 // half the power losses take the whole cluster down.
-                let set = if power_loss && rng.gen_bool(0.5) {
-                    all.clone()
-                } else {
-                    pick_some(rng)
+                let set = match spec.shape {
+                    Some("all") => all.clone(),
+                    Some(_) => pick_some(rng),
+                    None if power_loss && rng.gen_bool(0.5) => all.clone(),
+                    None => pick_some(rng),
                 };
                 Fault {
                     kind,
@@ -1023,6 +1029,36 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, BTreeSet::from([1, 3]));
+    }
+
+    #[test]
+    fn power_loss_shapes_take_every_node_or_a_minority() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        for n in [3, 5] {
+            for (spec, want_all) in [("power-loss:all", true), ("power-loss:minority", false)] {
+                let spec: FaultSpec = spec.parse().unwrap();
+                for _ in 0..50 {
+                    let f = Fault::generate_spec(spec, &nodes(n), Some(NodeId(1)), &mut rng);
+                    let Effect::Down {
+                        nodes: down,
+                        power_loss,
+                    } = f.effect
+                    else {
+                        panic!("a power loss must bring nodes down")
+                    };
+                    assert!(power_loss);
+                    if want_all {
+                        assert_eq!(down.len(), n as usize, "{spec}");
+                    } else {
+                        assert!(
+                            !down.is_empty() && down.len() <= minority(n as usize),
+                            "{spec}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!("kill:all".parse::<FaultSpec>().is_err());
     }
 
     #[test]

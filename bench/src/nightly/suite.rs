@@ -22,6 +22,11 @@
 //! suite's `summary.json`; its figures are read back from its run
 //! directory. The suite's exit status is the worst of its runs' in the
 //! order valid (0) < unknown (2) < invalid (1) < error (3).
+//!
+//! A config may say `expect = "invalid"`: a teeth run, a configuration
+//! known to be unsafe under its faults (`reads = "local"` under
+//! partitions). There an invalid verdict passes, and a valid one fails the
+//! suite like an invalid run would: the bench lost its teeth.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -53,11 +58,33 @@ pub struct SuiteArgs {
     pub dry_run: bool,
 }
 
+/// The verdict a run must reach to pass.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// The default: the configuration is meant to be linearizable.
+    #[default]
+    Valid,
+    /// A teeth run: an unsafe configuration the checker must catch.
+    Invalid,
+}
+
+impl Expect {
+    fn parse(v: &toml::Value) -> anyhow::Result<Expect> {
+        match v.as_str() {
+            Some("valid") => Ok(Expect::Valid),
+            Some("invalid") => Ok(Expect::Invalid),
+            _ => bail!("expect must be \"valid\" or \"invalid\", not {v:?}"),
+        }
+    }
+}
+
 /// One run of the matrix: its name and its `synod run` flags.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedRun {
     pub name: String,
     pub args: Vec<String>,
+    pub expect: Expect,
     /// Seconds the child may take before it is stopped.
     #[serde(skip)]
     pub deadline: Duration,
@@ -111,6 +138,10 @@ pub fn plan(text: &str, origin: &str) -> anyhow::Result<(String, Vec<PlannedRun>
             .remove("name")
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| format!("c{}", ci + 1));
+        let expect = match merged.remove("expect") {
+            Some(v) => Expect::parse(&v).with_context(|| format!("{origin}: config {label:?}"))?,
+            None => Expect::Valid,
+        };
         // Axes: every array except list-valued flags, in key order.
         let axes: Vec<(String, Vec<toml::Value>)> = merged
             .iter()
@@ -160,6 +191,7 @@ pub fn plan(text: &str, origin: &str) -> anyhow::Result<(String, Vec<PlannedRun>
             runs.push(PlannedRun {
                 name,
                 args: flags,
+                expect,
                 deadline,
             });
             let lens: Vec<usize> = axes.iter().map(|(_, vs)| vs.len()).collect();
@@ -256,6 +288,8 @@ pub fn worst(codes: impl IntoIterator<Item = u8>) -> u8 {
 pub struct RunResult {
     pub name: String,
     pub args: Vec<String>,
+    pub expect: Expect,
+    /// The child's exit status (0 valid, 1 invalid, 2 unknown, 3 error).
     pub exit: u8,
     pub wall_seconds: f64,
     pub log: PathBuf,
@@ -273,10 +307,36 @@ impl RunResult {
         }
     }
 
+    /// What the run counts as in the suite's exit status: its own exit
+    /// status, except that a teeth run passes when invalid and fails (as
+    /// invalid) when valid.
+    pub fn status(&self) -> u8 {
+        match (self.expect, self.exit) {
+            (Expect::Invalid, 1) => 0,
+            (Expect::Invalid, 0) => 1,
+            (_, code) => code,
+        }
+    }
+
+    /// The verdict as the table shows it: a teeth run's is marked.
+    fn verdict_shown(&self) -> String {
+        match self.expect {
+            Expect::Valid => self.verdict().to_string(),
+            Expect::Invalid => format!("{}!", self.verdict()),
+        }
+    }
+
     /// Why the run is not valid: the runner's own error first (a run dir
     /// without results says less than the error that stopped it), then
     /// the checker's explanation.
     pub fn explanation(&self) -> Option<String> {
+        if self.expect == Expect::Invalid && self.exit == 0 {
+            return Some(
+                "expected invalid (an unsafe configuration under its faults), but the run \
+                 was valid: the faults did not expose it, or the checker missed it"
+                    .into(),
+            );
+        }
         self.error
             .clone()
             .or_else(|| self.figures.as_ref().and_then(|f| f.explanation.clone()))
@@ -316,15 +376,20 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         eprint!("[{}/{}] {} ... ", i + 1, runs.len(), r.name);
         let _ = std::io::stderr().flush();
         let result = run_one(&exe, &args.store, &out, r);
+        let expected = match (result.expect, result.status()) {
+            (Expect::Invalid, 0) => ", as expected",
+            (Expect::Invalid, _) => ", expected invalid",
+            _ => "",
+        };
         eprintln!(
-            "{} (exit {}, {:.0} s)",
+            "{} (exit {}{expected}, {:.0} s)",
             result.verdict(),
             result.exit,
             result.wall_seconds
         );
         results.push(result);
     }
-    let exit = worst(results.iter().map(|r| r.exit));
+    let exit = worst(results.iter().map(RunResult::status));
     figures::out(&table(&results));
     let summary = json!({
         "suite": suite,
@@ -368,6 +433,7 @@ fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResult {
     let fail = |error: String, started: Instant| RunResult {
         name: r.name.clone(),
         args: r.args.clone(),
+        expect: r.expect,
         exit: EXIT_ERROR,
         wall_seconds: started.elapsed().as_secs_f64(),
         log: log.clone(),
@@ -434,6 +500,7 @@ fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResult {
     RunResult {
         name: r.name.clone(),
         args: r.args.clone(),
+        expect: r.expect,
         exit,
         wall_seconds: started.elapsed().as_secs_f64(),
         log,
@@ -499,8 +566,9 @@ pub fn table(results: &[RunResult]) -> String {
         " {:>7} {:>10} {:>12}\n",
         "avail", "recovery", "peer msgs/op"
     );
+    let teeth = results.iter().any(|r| r.expect == Expect::Invalid);
     for r in results {
-        s += &format!("{:<width$}  {:<8}", r.name, r.verdict());
+        s += &format!("{:<width$}  {:<8}", r.name, r.verdict_shown());
         match &r.figures {
             Some(f) => {
                 s += &format!(" {:>8.1}", f.throughput);
@@ -528,6 +596,9 @@ pub fn table(results: &[RunResult]) -> String {
             }
             None => s += "  (no figures)\n",
         }
+    }
+    if teeth {
+        s += "(!: a teeth run, expected invalid)\n";
     }
     s
 }
@@ -568,11 +639,18 @@ fn properties(r: &RunResult) -> String {
     s + "      </properties>\n"
 }
 
-/// JUnit XML: one test case per run; invalid and unknown are failures,
-/// a run that could not be judged is an error.
+/// JUnit XML: one test case per run; invalid and unknown are failures
+/// (and so is a valid teeth run), a run that could not be judged is an
+/// error.
 pub fn junit(suite: &str, results: &[RunResult], seconds: f64) -> String {
-    let failures = results.iter().filter(|r| matches!(r.exit, 1 | 2)).count();
-    let errors = results.iter().filter(|r| !matches!(r.exit, 0..=2)).count();
+    let failures = results
+        .iter()
+        .filter(|r| matches!(r.status(), 1 | 2))
+        .count();
+    let errors = results
+        .iter()
+        .filter(|r| !matches!(r.status(), 0..=2))
+        .count();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     s += &format!(
         "<testsuites name=\"synod\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{seconds:.3}\">\n",
@@ -593,7 +671,7 @@ pub fn junit(suite: &str, results: &[RunResult], seconds: f64) -> String {
         let why = r.explanation().unwrap_or_default();
         let first = why.lines().next().unwrap_or("").to_string();
         s += &properties(r);
-        match r.exit {
+        match r.status() {
             0 => {}
             1 | 2 => {
                 s += &format!(
@@ -680,6 +758,53 @@ node_args = ["--batch-size", "4"]
     }
 
     #[test]
+    fn a_teeth_config_passes_when_invalid_and_fails_when_valid() {
+        let (_, runs) = plan(
+            r#"
+[[config]]
+name = "local-reads"
+reads = "local"
+faults = "partition"
+expect = "invalid"
+[[config]]
+name = "safe"
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(runs[0].expect, Expect::Invalid);
+        assert_eq!(runs[1].expect, Expect::Valid);
+        assert!(!runs[0].args.iter().any(|a| a.contains("expect")));
+        let err = plan("[defaults]\nexpect = \"maybe\"\n", "x.toml").unwrap_err();
+        assert!(format!("{err:#}").contains("expect must be"), "{err:#}");
+
+        let result = |expect, exit| RunResult {
+            name: "r".into(),
+            args: vec![],
+            expect,
+            exit,
+            wall_seconds: 1.0,
+            log: "r.log".into(),
+            figures: None,
+            error: None,
+        };
+        assert_eq!(result(Expect::Invalid, 1).status(), 0);
+        assert_eq!(result(Expect::Invalid, 0).status(), 1);
+        assert_eq!(result(Expect::Invalid, 2).status(), 2);
+        assert_eq!(result(Expect::Invalid, 3).status(), 3);
+        assert_eq!(result(Expect::Valid, 1).status(), 1);
+        let caught = result(Expect::Invalid, 1);
+        let missed = result(Expect::Invalid, 0);
+        let xml = junit("s", &[caught, missed], 1.0);
+        assert!(
+            xml.contains("tests=\"2\" failures=\"1\" errors=\"0\""),
+            "{xml}"
+        );
+        assert!(xml.contains("but the run was valid"), "{xml}");
+        assert_eq!(xml.matches("<failure").count(), 1, "{xml}");
+    }
+
+    #[test]
     fn exit_status_is_the_worst_with_unknown_below_invalid() {
         assert_eq!(worst([0, 2, 0]), 2);
         assert_eq!(worst([2, 1]), 1);
@@ -716,6 +841,7 @@ node_args = ["--batch-size", "4"]
             RunResult {
                 name: "s-bad".into(),
                 args: vec![],
+                expect: Expect::Valid,
                 exit: 1,
                 wall_seconds: 1.0,
                 log: "s-bad.log".into(),
@@ -725,6 +851,7 @@ node_args = ["--batch-size", "4"]
             RunResult {
                 name: "s-broken".into(),
                 args: vec![],
+                expect: Expect::Valid,
                 exit: 3,
                 wall_seconds: 1.0,
                 log: "s-broken.log".into(),
@@ -734,6 +861,7 @@ node_args = ["--batch-size", "4"]
             RunResult {
                 name: "s-etcd".into(),
                 args: vec![],
+                expect: Expect::Valid,
                 exit: 0,
                 wall_seconds: 1.0,
                 log: "s-etcd.log".into(),
