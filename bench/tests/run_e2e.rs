@@ -535,8 +535,10 @@ fn local_etcd_serializable_reads_under_partitions_are_flagged() {
         return;
     }
     // Seed 6 cuts a member off four times (halves, bridge, isolate-one,
-    // bridge); a short client timeout keeps clients of the cut-off member
-    // reading instead of all waiting on writes that cannot commit there.
+    // bridge). A client whose write times out moves on under a new process
+    // id, and so to another member: clients flee a cut-off member. Many
+    // clients at a fixed rate, mostly reading, keep some of them reading
+    // there late into each cut, when the others have long moved on.
     let (code, out, h) = local_etcd_run(
         "etcd-serializable",
         "partition",
@@ -547,6 +549,12 @@ fn local_etcd_serializable_reads_under_partitions_are_flagged() {
             "6",
             "--client-timeout-ms",
             "300",
+            "--concurrency",
+            "30",
+            "--rate",
+            "300",
+            "--mix",
+            "read=8,write=1,cas=1",
         ],
     );
     assert_eq!(code, Some(1), "{out}");
