@@ -503,26 +503,77 @@ fn local_etcd_linearizable_reads_under_network_faults_are_valid() {
     if !etcd_on_path() {
         return;
     }
-    // Seed 1 draws a delay, a reset and a partition of etcd's leader.
+    // Seed 378 first cuts etcd's leader off (a shape offered only when the
+    // nemesis found the leader; at 1.5 s it always has), held 1.5 s: longer
+    // than the client timeout, so the cut must leave ops in doubt (nothing
+    // commits until the majority elects a new leader). Then a one-way cut,
+    // and (if the leader was known at that draw) a reset.
     let (code, out, h) = local_etcd_run(
         "etcd-network",
         "partition,one-way,reset,delay",
-        8,
-        &["--seed", "1"],
+        10,
+        &["--seed", "378", "--client-timeout-ms", "500"],
     );
     assert_eq!(code, Some(0), "{out}");
-    for fault in ["delay", "reset", "partition"] {
-        assert!(
-            h.contains(&format!("\"f\":\"start-{fault}\"")),
-            "no {fault}"
-        );
-    }
-    // Offered only when the nemesis found etcd's leader.
+    let first = h
+        .lines()
+        .find(|l| l.contains("\"f\":\"start-"))
+        .unwrap_or_default();
     assert!(
-        h.contains("\"shape\":\"isolate-leader\""),
-        "no isolate-leader"
+        first.contains("\"shape\":\"isolate-leader\""),
+        "the first fault is not an isolate-leader: {first}"
     );
+    assert!(h.contains("\"f\":\"start-one-way\""), "no one-way cut");
     assert_eq!(stalest_read_ms(&h), 0.0, "a stale read in a valid run");
+    assert!(
+        in_doubt_during(&h, "isolate-leader") > 0,
+        "cutting etcd's leader off left no op in doubt: was it cut?"
+    );
+}
+
+/// How many client ops invoked while a partition of `shape` was in force
+/// ended in doubt (`info`).
+fn in_doubt_during(history: &str, shape: &str) -> usize {
+    use serde_json::Value;
+    let events: Vec<Value> = history
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut windows = Vec::new();
+    let mut started = None;
+    for e in events.iter().filter(|e| e["process"] == "nemesis") {
+        if e["value"]["shape"] != shape {
+            continue;
+        }
+        match e["f"].as_str() {
+            Some("start-partition") => started = e["time"].as_i64(),
+            Some("stop-partition") => {
+                if let (Some(a), Some(b)) = (started.take(), e["time"].as_i64()) {
+                    windows.push((a, b));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut invoked = std::collections::HashMap::new();
+    let mut count = 0;
+    for e in events.iter().filter(|e| e["process"] != "nemesis") {
+        let process = e["process"].to_string();
+        match e["type"].as_str() {
+            Some("invoke") => {
+                invoked.insert(process, e["time"].as_i64().unwrap_or(0));
+            }
+            Some("info") => {
+                if let Some(t) = invoked.remove(&process) {
+                    count += usize::from(windows.iter().any(|&(a, b)| a <= t && t <= b));
+                }
+            }
+            _ => {
+                invoked.remove(&process);
+            }
+        }
+    }
+    count
 }
 
 /// etcd's serializable reads are served from the contacted member's own
