@@ -76,8 +76,8 @@ pub enum Target {
     /// Synod nodes started by the backend.
     Synod,
     /// An etcd cluster through its v3 JSON gateway: a local one started
-    /// from the `etcd` binary (pause and kill faults), or an external one
-    /// at `--etcd-endpoints` (no faults).
+    /// from the `etcd` binary (network faults, pause and kill), or an
+    /// external one at `--etcd-endpoints` (no faults).
     Etcd,
 }
 
@@ -267,17 +267,18 @@ fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     }
     let etcd = match (&args.target, &args.etcd_endpoints) {
         (Target::Etcd, None) => {
-            // A local etcd cluster: its peer links are direct, so only
-            // process faults apply.
+            // A local etcd cluster: its peer traffic runs through member
+            // proxies, but it has no admin API for clocks and crashes.
             let unsupported: Vec<&str> = faults
                 .iter()
-                .filter(|k| !matches!(k, FaultKind::Pause | FaultKind::Kill))
+                .filter(|k| matches!(k, FaultKind::Clock | FaultKind::PowerLoss))
                 .map(|k| k.name())
                 .collect();
             if !unsupported.is_empty() {
                 bail!(
-                    "a local etcd cluster supports only the pause and kill faults, not {}: \
-                     pass e.g. --nemesis pause,kill",
+                    "a local etcd cluster takes partition, one-way, pause, kill, delay and \
+                     reset faults, not {} (they need Synod's admin API): \
+                     pass e.g. --nemesis partition,pause,kill",
                     unsupported.join(", ")
                 );
             }

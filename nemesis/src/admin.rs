@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::backend::{Backend, NodeId};
+use crate::backend::{Backend, LeaderReport, NodeId};
 use crate::error::{NemesisError, Result};
 
 /// What `GET /admin/status` says; only the fields the nemesis reads.
@@ -72,8 +72,12 @@ impl Admin {
     }
 
     /// The node that says it is the leader, if exactly one does (ties go to
-    /// the lowest id; `None` if nobody claims it or no node answers).
+    /// the lowest id; `None` if nobody claims it or no node answers). A
+    /// backend that knows its own way (etcd) is asked instead.
     pub async fn find_leader<B: Backend>(&self, backend: &B) -> Option<NodeId> {
+        if let LeaderReport::Reported(leader) = backend.report_leader().await {
+            return leader;
+        }
         for node in backend.nodes() {
             if let Ok(s) = self.status(backend, node).await {
                 if s.role.as_deref() == Some("leader") {

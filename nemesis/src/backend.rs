@@ -37,6 +37,16 @@ pub struct Link {
     pub to: NodeId,
 }
 
+/// Who leads, as a backend whose nodes do not speak Synod's admin API
+/// finds out (etcd's maintenance status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderReport {
+    /// The backend has no way of its own: ask the nodes' admin API.
+    AskAdmin,
+    /// The cluster says; `None` if no node claims to lead right now.
+    Reported(Option<NodeId>),
+}
+
 /// A running cluster, as the nemesis and the workload see it.
 ///
 /// Every method takes `&self`: the workload reads addresses while the
@@ -90,6 +100,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Puts `fault` in force on the directed link; idempotent.
     fn set_link(&self, link: Link, fault: LinkFault) -> Result<()>;
+
+    /// Who leads, if the backend knows better than the nodes' admin API
+    /// (an etcd cluster). The nemesis aims its `isolate-leader` partitions
+    /// and half of its other faults there.
+    fn report_leader(&self) -> impl Future<Output = LeaderReport> + Send {
+        async { LeaderReport::AskAdmin }
+    }
 
     /// Heals every fault, continues paused nodes, kills and reaps every
     /// process and stops the proxies. Safe to call more than once.

@@ -18,6 +18,9 @@
 //! - [`external`]: a cluster someone else started; admin-API faults only.
 //! - [`proxy`]: the TCP link proxy in front of every directed peer link:
 //!   blackhole, delay with jitter, resets, all without root.
+//! - [`member_proxy`]: for etcd, one proxy in front of each member's peer
+//!   port that tells the sender by its `X-Server-From` header and applies
+//!   that link's faults, each direction its own.
 //! - [`fault`]: the fault kinds (`--nemesis` names), their shapes, the
 //!   steps that start several together, a fault with its targets, and the
 //!   state the faults in force add up to.
@@ -32,14 +35,16 @@ pub mod error;
 pub mod external;
 pub mod fault;
 pub mod local;
+pub mod member_proxy;
 pub mod nemesis;
 pub mod proxy;
 
-pub use backend::{Backend, Link, NodeId};
+pub use backend::{Backend, LeaderReport, Link, NodeId};
 pub use docker::{DockerBackend, DockerConfig};
 pub use error::{NemesisError, Result};
 pub use external::ExternalBackend;
 pub use fault::{Fault, FaultKind, FaultSpec, Step};
 pub use local::{LocalBackend, LocalConfig, Program};
+pub use member_proxy::MemberProxy;
 pub use nemesis::{EventSink, Nemesis, NemesisEvent, Schedule};
-pub use proxy::{Delay, LinkFault, LinkProxy};
+pub use proxy::{ConnFault, Delay, LinkFault, LinkProxy};

@@ -1,5 +1,16 @@
-//! The `local` backend: `synod-node` child processes on loopback, each peer
-//! link through a [`LinkProxy`], no root and no Docker.
+//! The `local` backend: child processes on loopback with their peer traffic
+//! through proxies the nemesis controls, no root and no Docker.
+//!
+//! It runs `synod-node`s, each peer link through its own [`LinkProxy`]
+//! (every node is given a proxy's URL for every peer), or an etcd cluster
+//! from Debian's `etcd` binary, each member's peer port behind a
+//! [`MemberProxy`] (etcd members agree on one peer URL per member, so the
+//! proxy tells the sender by its `X-Server-From` header instead). Either
+//! way every network fault (partitions of any shape, one-way, delay,
+//! reset) is a real TCP-level fault on one directed link; pause and kill
+//! are signals. etcd has no clock or crash API, so those faults are Synod's
+//! only; etcd's leader is found through its v3 gateway
+//! (`/v3/maintenance/status`), member ids through `/v3/cluster/member/list`.
 //!
 //! Inside the run directory it keeps, per node, `nodes/nK/data/` (the
 //! node's durable state, kept across kills and restarts) and `nodes/nK.log`
@@ -21,8 +32,11 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::backend::{Backend, Link, NodeId};
+use serde_json::{json, Value};
+
+use crate::backend::{Backend, LeaderReport, Link, NodeId};
 use crate::error::{NemesisError, Result};
+use crate::member_proxy::MemberProxy;
 use crate::proxy::{LinkFault, LinkProxy};
 
 /// The environment variable that overrides where the node binary is.
@@ -33,9 +47,8 @@ pub const NODE_BIN_ENV: &str = "SYNOD_NODE_BIN";
 pub enum Program {
     /// `synod-node`, every peer link through a [`LinkProxy`].
     Synod,
-    /// Debian's `etcd` (package `etcd-server`). Its members must agree on
-    /// one peer URL each, which per-link proxies cannot give, so its peer
-    /// links are direct and only process faults (pause, kill) apply.
+    /// Debian's `etcd` (package `etcd-server`), each member's peer port
+    /// behind a [`MemberProxy`]: network faults, pause and kill apply.
     Etcd,
 }
 
@@ -135,7 +148,7 @@ struct LocalNode {
     proc: Mutex<Proc>,
 }
 
-/// A cluster of local `synod-node` processes behind link proxies.
+/// A cluster of local `synod-node` (or etcd) processes behind proxies.
 pub struct LocalBackend {
     /// Decides the command line and which faults apply.
     program: Program,
@@ -145,13 +158,19 @@ pub struct LocalBackend {
     /// Health probes; short timeouts so a paused node does not stall us.
     http: reqwest::Client,
     nodes: Vec<LocalNode>,
-    /// One proxy per directed link; emptied by teardown.
+    /// Synod: one proxy per directed link; emptied by teardown.
     links: Mutex<BTreeMap<Link, LinkProxy>>,
+    /// etcd: one proxy in front of each member's peer port; emptied by
+    /// teardown.
+    members: Mutex<BTreeMap<NodeId, MemberProxy>>,
+    /// etcd's member ids, learnt once the cluster is up (they never change:
+    /// a restarted member keeps its data directory).
+    etcd_ids: Mutex<BTreeMap<u64, NodeId>>,
 }
 
 impl LocalBackend {
     /// Checks the ports and the binary, creates the directories and starts
-    /// one proxy per link. No node runs until [`Backend::start`].
+    /// the proxies. No node runs until [`Backend::start`].
     pub async fn new(config: LocalConfig) -> Result<LocalBackend> {
         let n = config.nodes;
         let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
@@ -167,11 +186,19 @@ impl LocalBackend {
             None if etcd => find_etcd_binary()?,
             None => find_node_binary()?,
         };
-        // etcd also needs a peer port per member.
+        // etcd also needs a peer port per member, behind its proxy.
         let mut peer_ports = Vec::new();
+        let mut members = BTreeMap::new();
         if etcd {
-            for _ in &ids {
-                peer_ports.push(pick_port(None, 0)?);
+            for &id in &ids {
+                let port = pick_port(None, 0)?;
+                peer_ports.push(port);
+                let proxy = MemberProxy::start(id, SocketAddr::from(([127, 0, 0, 1], port)))
+                    .await
+                    .map_err(|e| {
+                        NemesisError::io(format!("cannot start the member proxy of {id}"), e)
+                    })?;
+                members.insert(id, proxy);
             }
         }
         let nodes_dir = config.dir.join("nodes");
@@ -212,9 +239,17 @@ impl LocalBackend {
                 .join(",");
             let mut args = if etcd {
                 let url = |port: u16| format!("http://127.0.0.1:{port}");
+                // Members find each other at their proxies; each listens on
+                // its own port behind its proxy.
+                let advertised = |j: &NodeId| {
+                    members
+                        .get(j)
+                        .map(|p: &MemberProxy| format!("http://{}", p.listen_addr()))
+                        .unwrap_or_default()
+                };
                 let cluster = ids
                     .iter()
-                    .map(|j| format!("{j}={}", url(peer_ports[(j.0 - 1) as usize])))
+                    .map(|j| format!("{j}={}", advertised(j)))
                     .collect::<Vec<_>>()
                     .join(",");
                 let client = url(ports[(id.0 - 1) as usize]);
@@ -229,9 +264,9 @@ impl LocalBackend {
                     "--advertise-client-urls".into(),
                     client,
                     "--listen-peer-urls".into(),
-                    peer.clone(),
-                    "--initial-advertise-peer-urls".into(),
                     peer,
+                    "--initial-advertise-peer-urls".into(),
+                    advertised(&id),
                     "--initial-cluster".into(),
                     cluster,
                     "--initial-cluster-token".into(),
@@ -275,6 +310,8 @@ impl LocalBackend {
             http,
             nodes,
             links: Mutex::new(links),
+            members: Mutex::new(members),
+            etcd_ids: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -385,6 +422,51 @@ impl LocalBackend {
         }
     }
 
+    /// POSTs `{}` to `path` of an etcd member's v3 JSON gateway; `None`
+    /// if it does not answer 200 with JSON.
+    async fn etcd_call(&self, node: &LocalNode, path: &str) -> Option<Value> {
+        let url = format!("http://{}{path}", node.listen);
+        let r = self.http.post(url).json(&json!({})).send().await.ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// Learns etcd's member ids (`/v3/cluster/member/list`, names are our
+    /// node names) and hands them to every member proxy, so each
+    /// connection follows its own link.
+    async fn learn_etcd_ids(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.ready_timeout;
+        let mut last = String::from("no member answered");
+        loop {
+            for n in &self.nodes {
+                let Some(reply) = self.etcd_call(n, "/v3/cluster/member/list").await else {
+                    continue;
+                };
+                match etcd_member_ids(&reply, &self.nodes()) {
+                    Ok(ids) => {
+                        for proxy in lock(&self.members).values() {
+                            proxy.learn(&ids);
+                        }
+                        *lock(&self.etcd_ids) = ids;
+                        return Ok(());
+                    }
+                    Err(e) => last = e,
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let first = &self.nodes[0];
+                return Err(NemesisError::NotHealthy {
+                    node: first.id,
+                    reason: format!("cannot learn the etcd member ids: {last}"),
+                    log: first.log_path.clone(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends `signal` to the node's process, if it runs.
     fn signal(&self, node: &LocalNode, signal: libc::c_int) -> Result<bool> {
         let p = lock(&node.proc);
@@ -480,6 +562,43 @@ fn log_tail(path: &Path) -> String {
     format!("; last log lines:\n  {}", tail.join("\n  "))
 }
 
+/// Reads etcd's member list (`{"members":[{"ID":"<decimal>","name":"n1"},
+/// ...]}`; the gateway writes 64-bit ids as strings) into id -> node, and
+/// insists that every node is a member.
+fn etcd_member_ids(
+    reply: &Value,
+    nodes: &[NodeId],
+) -> std::result::Result<BTreeMap<u64, NodeId>, String> {
+    let members = reply
+        .get("members")
+        .and_then(Value::as_array)
+        .ok_or("the member list has no members")?;
+    let mut ids = BTreeMap::new();
+    for m in members {
+        let name = m.get("name").and_then(Value::as_str).unwrap_or_default();
+        let id = m.get("ID").and_then(etcd_id);
+        let node = nodes.iter().find(|n| n.to_string() == name);
+        if let (Some(id), Some(&node)) = (id, node) {
+            ids.insert(id, node);
+        }
+    }
+    for n in nodes {
+        if !ids.values().any(|m| m == n) {
+            return Err(format!("{n} is not (yet) in the member list {reply}"));
+        }
+    }
+    Ok(ids)
+}
+
+/// A 64-bit id as etcd's gateway writes it: a decimal string (or a number).
+fn etcd_id(v: &Value) -> Option<u64> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
 /// teardown must still run after a panic.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -524,6 +643,9 @@ impl Backend for LocalBackend {
         }
         for n in &self.nodes {
             self.wait_healthy(n).await?;
+        }
+        if self.program == Program::Etcd {
+            self.learn_etcd_ids().await?;
         }
         Ok(())
     }
@@ -588,16 +710,24 @@ impl Backend for LocalBackend {
     }
 
     fn set_link(&self, link: Link, fault: LinkFault) -> Result<()> {
-        let links = lock(&self.links);
         if self.program == Program::Etcd {
-            return if fault.is_healthy() {
-                Ok(())
-            } else {
-                Err(NemesisError::Unsupported(
-                    "network faults on a local etcd cluster (its peer links are direct)".into(),
-                ))
+            // The link's bytes travel on connections `from` opened to `to`
+            // (its requests) and on those `to` opened to `from` (replies,
+            // and the raft streams `to` subscribed to).
+            let members = lock(&self.members);
+            return match (members.get(&link.to), members.get(&link.from)) {
+                (Some(to), Some(from)) => {
+                    to.set_inbound(link.from, fault);
+                    from.set_outbound(link.to, fault);
+                    Ok(())
+                }
+                // After teardown there is nothing to fault.
+                _ if members.is_empty() => Ok(()),
+                (None, _) => Err(NemesisError::UnknownNode(link.to)),
+                (_, None) => Err(NemesisError::UnknownNode(link.from)),
             };
         }
+        let links = lock(&self.links);
         match links.get(&link) {
             Some(proxy) => {
                 proxy.set(fault);
@@ -609,9 +739,38 @@ impl Backend for LocalBackend {
         }
     }
 
+    async fn report_leader(&self) -> LeaderReport {
+        if self.program != Program::Etcd {
+            return LeaderReport::AskAdmin;
+        }
+        // The member whose status names itself as leader (each member
+        // reports whom it follows; a cut-off old leader may still believe
+        // it leads, as a Synod node would).
+        let ids = lock(&self.etcd_ids).clone();
+        for n in &self.nodes {
+            if !self.is_running(n.id) {
+                continue;
+            }
+            let Some(status) = self.etcd_call(n, "/v3/maintenance/status").await else {
+                continue;
+            };
+            let me = status.pointer("/header/member_id").and_then(etcd_id);
+            let leader = status.get("leader").and_then(etcd_id);
+            if let (Some(me), Some(leader)) = (me, leader) {
+                if me == leader && ids.get(&me) == Some(&n.id) {
+                    return LeaderReport::Reported(Some(n.id));
+                }
+            }
+        }
+        LeaderReport::Reported(None)
+    }
+
     async fn teardown(&self) {
         for proxy in lock(&self.links).values() {
             proxy.set(LinkFault::default());
+        }
+        for proxy in lock(&self.members).values() {
+            proxy.heal();
         }
         for n in &self.nodes {
             if let Err(e) = self.reap_child(n, Duration::from_secs(5), true).await {
@@ -621,6 +780,8 @@ impl Backend for LocalBackend {
         // Dropping the proxies stops them and closes their connections.
         let links = std::mem::take(&mut *lock(&self.links));
         drop(links);
+        let members = std::mem::take(&mut *lock(&self.members));
+        drop(members);
     }
 }
 
@@ -646,5 +807,29 @@ impl Drop for LocalBackend {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_member_ids_come_from_the_gateway_member_list() {
+        // As etcd 3.4's gateway answers POST /v3/cluster/member/list.
+        let reply = json!({"header": {"cluster_id": "7266900810802666328"}, "members": [
+            {"ID": "2825987797056917605", "name": "n2", "peerURLs": ["http://127.0.0.1:23802"]},
+            {"ID": "4627081221937520288", "name": "n1", "peerURLs": ["http://127.0.0.1:23801"]},
+            {"ID": "9272732848952112643", "name": "n3", "peerURLs": ["http://127.0.0.1:23803"]}
+        ]});
+        let nodes = [NodeId(1), NodeId(2), NodeId(3)];
+        let ids = etcd_member_ids(&reply, &nodes).unwrap();
+        // The same id X-Server-From carries in hex.
+        assert_eq!(ids.get(&0x4036b1db24775ea0), Some(&NodeId(1)));
+        assert_eq!(ids.len(), 3);
+        // A member missing (not started yet) is an error, not a guess.
+        let err = etcd_member_ids(&reply, &[NodeId(1), NodeId(4)]).unwrap_err();
+        assert!(err.contains("n4"), "{err}");
+        assert!(etcd_member_ids(&json!({}), &nodes).is_err());
     }
 }

@@ -17,6 +17,13 @@
 //! - **reset**: every open connection is closed with a TCP RST, and new
 //!   connections are reset as soon as they are accepted, like an iptables
 //!   `REJECT --reject-with tcp-reset`.
+//!
+//! Underneath, a connection obeys a [`ConnFault`]: one [`LinkFault`] for
+//! the bytes towards the destination and one for the bytes back. A
+//! [`LinkProxy`] gives both directions its link's fault; the etcd member
+//! proxies ([`crate::member_proxy`]) give each direction the fault of the
+//! link its bytes travel, since etcd's raft streams flow back along the
+//! connections their receiver opened.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -57,6 +64,31 @@ impl LinkFault {
     }
 }
 
+/// What one proxied connection does to its bytes, each way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnFault {
+    /// Bytes from the connecting node to the destination (its requests).
+    pub to_target: LinkFault,
+    /// Bytes from the destination back to the connecting node (replies,
+    /// and the messages of a stream the connecting node subscribed to).
+    pub to_source: LinkFault,
+}
+
+impl ConnFault {
+    /// The same fault both ways, as for a Synod link.
+    pub fn both(fault: LinkFault) -> ConnFault {
+        ConnFault {
+            to_target: fault,
+            to_source: fault,
+        }
+    }
+
+    /// A connection is reset if either of its directions is.
+    fn reset(&self) -> bool {
+        self.to_target.reset || self.to_source.reset
+    }
+}
+
 /// A running proxy for one directed link. Dropping it stops the proxy and
 /// closes every connection it carries.
 pub struct LinkProxy {
@@ -64,8 +96,9 @@ pub struct LinkProxy {
     listen: SocketAddr,
     /// Where the proxy forwards to: the destination node's listen address.
     target: SocketAddr,
-    /// The fault in force; every connection task watches it.
-    fault: watch::Sender<LinkFault>,
+    /// The fault in force, the same both ways; every connection task
+    /// watches it.
+    fault: watch::Sender<ConnFault>,
     /// The accept loop; it owns the connection tasks, so aborting it (on
     /// drop) ends them all.
     accept: JoinHandle<()>,
@@ -77,7 +110,7 @@ impl LinkProxy {
     pub async fn start(target: SocketAddr) -> std::io::Result<LinkProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let listen = listener.local_addr()?;
-        let (fault, rx) = watch::channel(LinkFault::default());
+        let (fault, rx) = watch::channel(ConnFault::default());
         let accept = tokio::spawn(accept_loop(listener, target, rx));
         Ok(LinkProxy {
             listen,
@@ -99,19 +132,12 @@ impl LinkProxy {
 
     /// Puts `fault` in force; idempotent. Returns whether anything changed.
     pub fn set(&self, fault: LinkFault) -> bool {
-        self.fault.send_if_modified(|current| {
-            if *current == fault {
-                false
-            } else {
-                *current = fault;
-                true
-            }
-        })
+        set_if_changed(&self.fault, ConnFault::both(fault))
     }
 
     /// The fault in force.
     pub fn fault(&self) -> LinkFault {
-        *self.fault.borrow()
+        self.fault.borrow().to_target
     }
 }
 
@@ -121,14 +147,26 @@ impl Drop for LinkProxy {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: SocketAddr, fault: watch::Receiver<LinkFault>) {
+/// Sends `fault` unless it is already in force; returns whether it changed.
+pub(crate) fn set_if_changed(tx: &watch::Sender<ConnFault>, fault: ConnFault) -> bool {
+    tx.send_if_modified(|current| {
+        if *current == fault {
+            false
+        } else {
+            *current = fault;
+            true
+        }
+    })
+}
+
+async fn accept_loop(listener: TcpListener, target: SocketAddr, fault: watch::Receiver<ConnFault>) {
     // Owning the connection tasks here means aborting this task aborts them.
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((down, _)) => {
-                    conns.spawn(serve_connection(down, target, fault.clone()));
+                    conns.spawn(carry(down, Vec::new(), target, fault.clone()));
                 }
                 Err(e) => {
                     tracing::warn!(%target, error = %e, "link proxy accept failed");
@@ -142,28 +180,38 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, fault: watch::Re
 }
 
 /// Closes `stream` with a TCP RST rather than a FIN.
-fn reset(stream: &TcpStream) {
+pub(crate) fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
-async fn serve_connection(
+/// How much a held connection may send before we stop reading it: enough
+/// for any request head, small enough to bound what a blackhole buffers.
+const HELD_BYTES: usize = 1 << 20;
+
+/// Carries one accepted connection to `target` under `fault`, sending
+/// `prefix` (bytes already read from `down`) first.
+pub(crate) async fn carry(
     down: TcpStream,
+    mut prefix: Vec<u8>,
     target: SocketAddr,
-    mut fault: watch::Receiver<LinkFault>,
+    mut fault: watch::Receiver<ConnFault>,
 ) {
     // A new connection waits out a blackhole before it is connected onwards:
-    // to the source it looks like a peer that never answers.
+    // to the source it looks like a peer that never answers. If the source
+    // gives up meanwhile, the connection is dropped, as a SYN that never
+    // got through would be, rather than opened onwards after the heal.
     loop {
         let f = *fault.borrow_and_update();
-        if f.reset {
+        if f.reset() {
             reset(&down);
             return;
         }
-        if !f.blackhole {
+        if !f.to_target.blackhole {
             break;
         }
-        if fault.changed().await.is_err() {
-            return;
+        tokio::select! {
+            changed = fault.changed() => if changed.is_err() { return },
+            gone = source_gone(&down, &mut prefix) => if gone { return },
         }
     }
     let up = match TcpStream::connect(target).await {
@@ -180,31 +228,81 @@ async fn serve_connection(
     let (down_r, down_w) = down.into_split();
     let (up_r, up_w) = up.into_split();
     tokio::join!(
-        pipe(down_r, up_w, fault.clone()),
-        pipe(up_r, down_w, fault.clone())
+        pipe(down_r, up_w, prefix, fault.clone(), Direction::ToTarget),
+        pipe(up_r, down_w, Vec::new(), fault.clone(), Direction::ToSource)
     );
 }
 
-/// One direction of a connection: reads chunks, stamps each with its due
-/// time, and a writer delivers them in order once due and not blackholed.
-async fn pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, fault: watch::Receiver<LinkFault>) {
+/// Waits for what a held source does next: true if it closed or failed,
+/// false if it sent bytes (kept in `held`, up to [`HELD_BYTES`]).
+async fn source_gone(down: &TcpStream, held: &mut Vec<u8>) -> bool {
+    if held.len() >= HELD_BYTES {
+        // Stop reading: backpressure, as a full receive window would.
+        return std::future::pending().await;
+    }
+    if down.readable().await.is_err() {
+        return true;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    match down.try_read(&mut buf) {
+        Ok(0) => true,
+        Ok(n) => {
+            held.extend_from_slice(&buf[..n]);
+            false
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+        Err(_) => true,
+    }
+}
+
+/// Which way a [`pipe`] carries bytes, so it obeys that direction's fault.
+#[derive(Clone, Copy)]
+enum Direction {
+    ToTarget,
+    ToSource,
+}
+
+impl Direction {
+    fn of(self, f: &ConnFault) -> LinkFault {
+        match self {
+            Direction::ToTarget => f.to_target,
+            Direction::ToSource => f.to_source,
+        }
+    }
+}
+
+/// One direction of a connection: reads chunks (after `prefix`), stamps
+/// each with its due time, and a writer delivers them in order once due and
+/// not blackholed.
+async fn pipe(
+    mut r: OwnedReadHalf,
+    mut w: OwnedWriteHalf,
+    prefix: Vec<u8>,
+    fault: watch::Receiver<ConnFault>,
+    dir: Direction,
+) {
     // Bounded, so a blackholed link applies backpressure instead of
     // buffering without limit.
     let (tx, mut rx) = mpsc::channel::<(Instant, Option<Vec<u8>>)>(256);
     let reader_fault = fault.clone();
     let reader = async move {
         let mut last_due = Instant::now();
+        let mut prefix = (!prefix.is_empty()).then_some(prefix);
         loop {
-            let mut buf = vec![0u8; 16 * 1024];
-            let read = r.read(&mut buf).await;
-            let chunk = match read {
-                Ok(0) | Err(_) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some(buf)
+            let chunk = match prefix.take() {
+                Some(bytes) => Some(bytes),
+                None => {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    match r.read(&mut buf).await {
+                        Ok(0) | Err(_) => None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            Some(buf)
+                        }
+                    }
                 }
             };
-            let delay = reader_fault.borrow().delay;
+            let delay = dir.of(&reader_fault.borrow()).delay;
             let mut due = Instant::now();
             if let Some(d) = delay {
                 let jitter_ns = d.jitter.as_nanos() as u64;
@@ -228,7 +326,7 @@ async fn pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, fault: watch::Receive
     let writer = async {
         while let Some((due, chunk)) = rx.recv().await {
             tokio::time::sleep_until(due).await;
-            while writer_fault.borrow_and_update().blackhole {
+            while dir.of(&writer_fault.borrow_and_update()).blackhole {
                 if writer_fault.changed().await.is_err() {
                     return;
                 }
@@ -249,7 +347,7 @@ async fn pipe(mut r: OwnedReadHalf, mut w: OwnedWriteHalf, fault: watch::Receive
     let mut reset_fault = fault;
     let wait_reset = async {
         loop {
-            if reset_fault.borrow_and_update().reset {
+            if reset_fault.borrow_and_update().reset() {
                 return;
             }
             if reset_fault.changed().await.is_err() {
@@ -352,6 +450,37 @@ mod tests {
             .expect("held connection is connected once healed")
             .unwrap();
         assert_eq!(&got2, b"x");
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_its_source_gave_up_is_not_opened_after_the_heal() {
+        // A server that counts the connections reaching it.
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let target = listener.local_addr().unwrap();
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let _ = seen_tx.send(());
+                drop(s);
+            }
+        });
+        let proxy = LinkProxy::start(target).await.unwrap();
+        proxy.set(LinkFault {
+            blackhole: true,
+            ..LinkFault::default()
+        });
+        let mut s = TcpStream::connect(proxy.listen_addr()).await.unwrap();
+        s.write_all(b"request").await.unwrap();
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.set(LinkFault::default());
+        let r = tokio::time::timeout(Duration::from_millis(300), seen.recv()).await;
+        assert!(r.is_err(), "an abandoned connection reached the server");
+        // A live one still does.
+        let _live = TcpStream::connect(proxy.listen_addr()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(2), seen.recv())
+            .await
+            .expect("a new connection goes through");
     }
 
     #[tokio::test]
