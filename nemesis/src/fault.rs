@@ -1011,21 +1011,27 @@ mod tests {
         }
     }
 
+    /// The nodes a power-loss fault takes down.
+    fn powered_off(f: Fault) -> BTreeSet<NodeId> {
+        let Effect::Down { nodes, power_loss } = f.effect else {
+            panic!("a power loss must bring nodes down")
+        };
+        assert!(power_loss);
+        nodes
+    }
+
     #[test]
     fn power_loss_sometimes_takes_every_node() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let sizes: BTreeSet<usize> = (0..100)
             .map(|_| {
-                let f = Fault::generate(FaultKind::PowerLoss, &nodes(3), None, &mut rng);
-                let Effect::Down {
-                    nodes: down,
-                    power_loss,
-                } = f.effect
-                else {
-                    panic!("a power loss must bring nodes down")
-                };
-                assert!(power_loss);
-                down.len()
+                powered_off(Fault::generate(
+                    FaultKind::PowerLoss,
+                    &nodes(3),
+                    None,
+                    &mut rng,
+                ))
+                .len()
             })
             .collect();
         assert_eq!(sizes, BTreeSet::from([1, 3]));
@@ -1038,15 +1044,12 @@ mod tests {
             for (spec, want_all) in [("power-loss:all", true), ("power-loss:minority", false)] {
                 let spec: FaultSpec = spec.parse().unwrap();
                 for _ in 0..50 {
-                    let f = Fault::generate_spec(spec, &nodes(n), Some(NodeId(1)), &mut rng);
-                    let Effect::Down {
-                        nodes: down,
-                        power_loss,
-                    } = f.effect
-                    else {
-                        panic!("a power loss must bring nodes down")
-                    };
-                    assert!(power_loss);
+                    let down = powered_off(Fault::generate_spec(
+                        spec,
+                        &nodes(n),
+                        Some(NodeId(1)),
+                        &mut rng,
+                    ));
                     if want_all {
                         assert_eq!(down.len(), n as usize, "{spec}");
                     } else {
