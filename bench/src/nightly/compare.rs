@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::figures::{self, escape, fmt_opt, RunFigures, Second};
@@ -462,44 +463,7 @@ fn overlay(
                 .y_desc(y_label)
                 .draw()
                 .map_err(|e| e.to_string())?;
-            for (i, r) in runs.iter().enumerate() {
-                let c = COLOURS[i % COLOURS.len()];
-                for w in &r.windows {
-                    let b = w.stop.unwrap_or(x_max);
-                    chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(w.start, 0.01), (b.max(w.start), y_max)],
-                            c.mix(0.08).filled(),
-                        )))
-                        .map_err(|e| e.to_string())?;
-                }
-                for k in 0..2 {
-                    let pts: Vec<(f64, f64)> = r
-                        .series
-                        .iter()
-                        .filter_map(|s| series(s)[k].map(|v| (s.t, v.max(0.01))))
-                        .collect();
-                    let style = if k == 0 {
-                        c.mix(0.5).stroke_width(1)
-                    } else {
-                        c.stroke_width(2)
-                    };
-                    let s = chart
-                        .draw_series(LineSeries::new(pts, style))
-                        .map_err(|e| e.to_string())?;
-                    if k == 1 {
-                        s.label(r.label()).legend(move |(x, y)| {
-                            PathElement::new([(x, y), (x + 15, y)], c.stroke_width(2))
-                        });
-                    }
-                }
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            draw_runs(&mut chart, runs, x_max, 0.01, y_max, series)?;
         } else {
             let mut chart = ChartBuilder::on(&root)
                 .caption(title, ("sans-serif", 16))
@@ -514,36 +478,7 @@ fn overlay(
                 .y_desc(y_label)
                 .draw()
                 .map_err(|e| e.to_string())?;
-            for (i, r) in runs.iter().enumerate() {
-                let c = COLOURS[i % COLOURS.len()];
-                for w in &r.windows {
-                    let b = w.stop.unwrap_or(x_max);
-                    chart
-                        .draw_series(std::iter::once(Rectangle::new(
-                            [(w.start, 0.0), (b.max(w.start), y_max)],
-                            c.mix(0.08).filled(),
-                        )))
-                        .map_err(|e| e.to_string())?;
-                }
-                let pts: Vec<(f64, f64)> = r
-                    .series
-                    .iter()
-                    .filter_map(|s| series(s)[1].map(|v| (s.t, v)))
-                    .collect();
-                chart
-                    .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                    .map_err(|e| e.to_string())?
-                    .label(r.label())
-                    .legend(move |(x, y)| {
-                        PathElement::new([(x, y), (x + 15, y)], c.stroke_width(2))
-                    });
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()
-                .map_err(|e| e.to_string())?;
+            draw_runs(&mut chart, runs, x_max, 0.0, y_max, series)?;
         }
         root.present().map_err(|e| e.to_string())
     })();
@@ -554,6 +489,55 @@ fn overlay(
             escape(&e)
         ),
     }
+}
+
+/// The body of [`overlay`], on a linear or a log y axis: each run's fault
+/// windows shaded, its lines (the first value thin, the second bold and
+/// labelled; values are clamped to `y_min`, the axis floor), the legend.
+fn draw_runs<'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    runs: &[RunFigures],
+    x_max: f64,
+    y_min: f64,
+    y_max: f64,
+    series: &dyn Fn(&Second) -> [Option<f64>; 2],
+) -> Result<(), String> {
+    for (i, r) in runs.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        for w in &r.windows {
+            let b = w.stop.unwrap_or(x_max);
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(w.start, y_min), (b.max(w.start), y_max)],
+                    c.mix(0.08).filled(),
+                )))
+                .map_err(|e| e.to_string())?;
+        }
+        let line = |k: usize| -> Vec<(f64, f64)> {
+            r.series
+                .iter()
+                .filter_map(|s| series(s)[k].map(|v| (s.t, v.max(y_min))))
+                .collect()
+        };
+        let thin = line(0);
+        if !thin.is_empty() {
+            chart
+                .draw_series(LineSeries::new(thin, c.mix(0.5).stroke_width(1)))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(LineSeries::new(line(1), c.stroke_width(2)))
+            .map_err(|e| e.to_string())?
+            .label(r.label())
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 15, y)], c.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn latency_plot(runs: &[RunFigures]) -> String {
