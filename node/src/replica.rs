@@ -481,6 +481,16 @@ impl Replica {
         }
     }
 
+    /// Refuses `from`'s message at `ballot`, below this acceptor's promise,
+    /// telling it the promise so its next ballot can be higher.
+    fn nack(&mut self, from: NodeId, ballot: Ballot, out: &mut Outputs) {
+        let nack = Message::Nack {
+            ballot,
+            promised: self.promised,
+        };
+        self.send(from, nack, out);
+    }
+
     fn broadcast(&mut self, msg: Message, out: &mut Outputs) {
         for i in 0..self.cfg.members.len() {
             let to = self.cfg.members[i];
@@ -608,11 +618,7 @@ impl Replica {
                 self.send(from, promise, out);
             }
             b => {
-                let nack = Message::Nack {
-                    ballot: b,
-                    promised: self.promised,
-                };
-                self.send(from, nack, out);
+                self.nack(from, b, out);
             }
         }
     }
@@ -774,11 +780,7 @@ impl Replica {
                 self.learn_commit(from, b, commit, out);
             }
             b => {
-                let nack = Message::Nack {
-                    ballot: b,
-                    promised: self.promised,
-                };
-                self.send(from, nack, out);
+                self.nack(from, b, out);
             }
         }
     }
@@ -867,11 +869,7 @@ impl Replica {
             }
             // A stale leader: tell it, so it steps down.
             b => {
-                let nack = Message::Nack {
-                    ballot: b,
-                    promised: self.promised,
-                };
-                self.send(from, nack, out);
+                self.nack(from, b, out);
             }
         }
     }
