@@ -9,7 +9,7 @@ target=x86_64-unknown-linux-gnu
 # A static glibc build; the explicit --target keeps proc-macro crates (built
 # for the host) dynamic, which they must be.
 RUSTFLAGS="-C target-feature=+crt-static" \
-  cargo build --release --locked --target "$target" -p synod-node --bins
+  cargo build --release --locked --target "$target" -p synod-server --bins
 
 # Stage a context of five entries so nothing else is sent to the daemon.
 ctx="$(mktemp -d)"

@@ -15,6 +15,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use synod_wire::api::{
+    CasRequest, ErrorReply, ValueReply, WriteRequest, CAS_MISMATCH, INDETERMINATE, NOT_PROPOSED,
+};
+use synod_wire::Role;
 
 #[derive(Clone)]
 struct Node {
@@ -76,7 +80,12 @@ async fn main() {
 }
 
 async fn status(State(n): State<Node>) -> Json<Value> {
-    Json(json!({"id": n.id, "role": if n.id == 1 { "leader" } else { "follower" }, "leader": 1}))
+    let role = if n.id == 1 {
+        Role::Leader
+    } else {
+        Role::Follower
+    };
+    Json(json!({"id": n.id, "role": role, "leader": 1}))
 }
 
 async fn forward(n: &Node, req: reqwest::RequestBuilder) -> Reply {
@@ -89,14 +98,20 @@ async fn forward(n: &Node, req: reqwest::RequestBuilder) -> Reply {
         }
         Err(e) if e.is_connect() => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(
-                json!({"error": "not-proposed", "definite": true, "reason": format!("node {} cannot reach the leader", n.id)}),
+            error(
+                NOT_PROPOSED,
+                true,
+                format!("node {} cannot reach the leader", n.id),
+                None,
             ),
         ),
         Err(_) => (
             StatusCode::GATEWAY_TIMEOUT,
-            Json(
-                json!({"error": "indeterminate", "definite": false, "reason": "the leader did not answer"}),
+            error(
+                INDETERMINATE,
+                false,
+                "the leader did not answer".into(),
+                None,
             ),
         ),
     }
@@ -113,19 +128,39 @@ async fn read(State(n): State<Node>, Path(key): Path<String>) -> Reply {
         .get(&key)
         .cloned()
         .unwrap_or(Value::Null);
-    (StatusCode::OK, Json(json!({"value": v})))
+    ok(v)
 }
 
-async fn write(State(n): State<Node>, Path(key): Path<String>, Json(body): Json<Value>) -> Reply {
+fn ok(value: Value) -> Reply {
+    (StatusCode::OK, Json(json!(ValueReply { value })))
+}
+
+fn error(code: &str, definite: bool, reason: String, value: Option<Value>) -> Json<Value> {
+    Json(json!(ErrorReply {
+        error: code.into(),
+        definite,
+        reason,
+        value
+    }))
+}
+
+async fn write(
+    State(n): State<Node>,
+    Path(key): Path<String>,
+    Json(body): Json<WriteRequest>,
+) -> Reply {
     if let Some(url) = &n.leader_url {
         return forward(&n, n.http.put(format!("{url}/v1/kv/{key}")).json(&body)).await;
     }
-    let v = body["value"].clone();
-    n.state.lock().unwrap().insert(key, v.clone());
-    (StatusCode::OK, Json(json!({"value": v})))
+    n.state.lock().unwrap().insert(key, body.value.clone());
+    ok(body.value)
 }
 
-async fn cas(State(n): State<Node>, Path(key): Path<String>, Json(body): Json<Value>) -> Reply {
+async fn cas(
+    State(n): State<Node>,
+    Path(key): Path<String>,
+    Json(body): Json<CasRequest>,
+) -> Reply {
     if let Some(url) = &n.leader_url {
         return forward(
             &n,
@@ -135,13 +170,13 @@ async fn cas(State(n): State<Node>, Path(key): Path<String>, Json(body): Json<Va
     }
     let mut state = n.state.lock().unwrap();
     let current = state.get(&key).cloned().unwrap_or(Value::Null);
-    if current == body["expected"] {
-        state.insert(key, body["new"].clone());
-        (StatusCode::OK, Json(json!({"value": body["new"]})))
+    if current == body.expected {
+        state.insert(key, body.new.clone());
+        ok(body.new)
     } else {
         (
             StatusCode::CONFLICT,
-            Json(json!({"error": "cas-mismatch", "definite": true, "value": current})),
+            error(CAS_MISMATCH, true, String::new(), Some(current)),
         )
     }
 }

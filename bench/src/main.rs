@@ -2,7 +2,11 @@
 //!
 //! # Layout
 //!
-//! - `check`: `synod check`, judge a stored or imported history.
+//! - `bench_workload`: the hidden `synod bench-workload`, the workload and
+//!   recorder measured against the null target.
+//! - `check`: `synod check`, judge stored or imported histories, one or many.
+//! - `clean`: `synod clean`, remove what a killed bench left running.
+//! - `export`: `synod export`, a run's history as Jepsen's history.edn.
 //! - `run`: `synod run`, a cluster, a workload, a nemesis, a verdict.
 //! - `client`: the [`client::Client`] trait and its targets (Synod's HTTP
 //!   API, etcd's JSON gateway, an in-process null target).
@@ -10,7 +14,11 @@
 //! - `recorder`: the one task that streams the history to disk.
 //! - `peer_messages`: scrapes every node's peer-message counters during a
 //!   run, for peer messages per client operation.
+//! - `ssh`: the flags of `synod run --backend ssh` and its backend.
 //! - `store`: run directories and `store/latest`.
+//! - `artifacts`: the bench's files in a run directory as types
+//!   (`config.json`, `results.json`'s run section), written and read
+//!   through them only (`docs/results.md`).
 //! - `nightly`: `synod suite`, `synod compare`, `synod serve`.
 //!
 //! `main` parses the command line, runs one subcommand and turns its result
@@ -21,12 +29,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod artifacts;
+mod bench_workload;
 mod check;
+mod clean;
 mod client;
+mod export;
 mod nightly;
 mod peer_messages;
 mod recorder;
 mod run;
+mod ssh;
 mod store;
 mod workload;
 
@@ -40,7 +53,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check a history for linearizability and write its report.
+    /// Check histories for linearizability (one: a summary and its report;
+    /// many: a table and the worst exit status).
     Check(check::CheckArgs),
     /// Run a chaos test: a cluster, clients, faults, then a verdict.
     Run(Box<run::RunArgs>),
@@ -50,60 +64,15 @@ enum Command {
     Compare(nightly::compare::CompareArgs),
     /// Serve the store as a web page (runs, reports, compare, archives).
     Serve(nightly::serve::ServeArgs),
+    /// Write a run's history for another tool: Jepsen's history.edn.
+    Export(export::ExportArgs),
+    /// Remove what a bench killed outright left behind: containers,
+    /// networks, volumes, SYNOD iptables chains, node processes.
+    Clean(clean::CleanArgs),
     /// Measure the workload and recorder against the in-process null
     /// target (what `cargo bench -p synod-bench` runs).
     #[command(hide = true)]
-    BenchWorkload(BenchWorkloadArgs),
-}
-
-#[derive(clap::Args)]
-struct BenchWorkloadArgs {
-    /// Seconds to run.
-    #[arg(long, default_value_t = 5.0)]
-    seconds: f64,
-    /// Concurrent workers.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Open loop at this many ops/s; closed loop if absent.
-    #[arg(long)]
-    rate: Option<f64>,
-    /// Where to stream the history (a temporary file if absent).
-    #[arg(long)]
-    history: Option<std::path::PathBuf>,
-}
-
-fn bench_workload(args: BenchWorkloadArgs) -> anyhow::Result<ExitCode> {
-    let keep = args.history.is_some();
-    let path = args.history.unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("synod-bench-{}.jsonl", std::process::id()))
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let figures = rt.block_on(workload::bench_null(
-        &path,
-        std::time::Duration::from_secs_f64(args.seconds),
-        args.concurrency.max(1),
-        args.rate,
-    ))?;
-    println!("{}", serde_json::to_string(&figures)?);
-    println!(
-        "null target: {} ops in {:.2} s = {:.0} ops/s, {} events, history {:.1} MB at {}",
-        figures.ops,
-        figures.seconds,
-        figures.ops_per_sec,
-        figures.events,
-        figures.history_bytes as f64 / 1e6,
-        if keep {
-            path.display().to_string()
-        } else {
-            "a temporary file, now removed".to_string()
-        }
-    );
-    if !keep {
-        let _ = std::fs::remove_file(&path);
-    }
-    Ok(ExitCode::SUCCESS)
+    BenchWorkload(bench_workload::BenchWorkloadArgs),
 }
 
 /// The exit status for "the run or its input was bad".
@@ -128,7 +97,9 @@ fn main() -> ExitCode {
         Command::Suite(args) => nightly::suite::run(args),
         Command::Compare(args) => nightly::compare::run(args),
         Command::Serve(args) => nightly::serve::run(args),
-        Command::BenchWorkload(args) => bench_workload(args),
+        Command::Clean(args) => clean::run(args),
+        Command::Export(args) => export::run(args),
+        Command::BenchWorkload(args) => bench_workload::run(args),
     };
     match result {
         Ok(code) => code,

@@ -53,14 +53,30 @@ pub struct Counts {
     pub info: AtomicU64,
 }
 
+/// The tallies at one instant (`run.ops` in `results.json`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OpCounts {
+    pub invoked: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+}
+
+impl OpCounts {
+    /// Operations that completed: ok, fail or info.
+    pub fn completed(&self) -> u64 {
+        self.ok + self.fail + self.info
+    }
+}
+
 impl Counts {
-    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
-        (
-            self.invoked.load(Ordering::Relaxed),
-            self.ok.load(Ordering::Relaxed),
-            self.fail.load(Ordering::Relaxed),
-            self.info.load(Ordering::Relaxed),
-        )
+    pub fn snapshot(&self) -> OpCounts {
+        OpCounts {
+            invoked: self.invoked.load(Ordering::Relaxed),
+            ok: self.ok.load(Ordering::Relaxed),
+            fail: self.fail.load(Ordering::Relaxed),
+            info: self.info.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -99,6 +115,8 @@ impl NemesisRecorder {
             value,
             error: None,
             node: None,
+            mismatch: false,
+            not_proposed: false,
         });
     }
 }

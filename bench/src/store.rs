@@ -37,6 +37,21 @@ pub fn new_run_dir(root: &Path, name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// The run directory a caller chose (`synod run --run-dir`, which
+/// `synod suite` passes after [`new_run_dir`]): created if missing, and
+/// refused unless empty, so a run never mixes its files with another's.
+pub fn given_run_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    anyhow::ensure!(
+        entries.next().is_none(),
+        "--run-dir {}: not empty (a run directory holds one run)",
+        dir.display()
+    );
+    Ok(dir.to_path_buf())
+}
+
 /// Replaces `root/latest` with a relative symlink to `dir`, atomically.
 fn point_latest(root: &Path, dir: &Path) -> anyhow::Result<()> {
     let target = dir.strip_prefix(root).unwrap_or(dir);
@@ -106,6 +121,12 @@ mod tests {
             std::fs::canonicalize(&b).unwrap()
         );
         assert!(new_run_dir(&root, "../x").is_err());
+        // A chosen directory: made if missing, refused once it holds a run.
+        let chosen = root.join("chosen/run");
+        assert_eq!(given_run_dir(&chosen).unwrap(), chosen);
+        std::fs::write(chosen.join("config.json"), "{}").unwrap();
+        let err = given_run_dir(&chosen).unwrap_err().to_string();
+        assert!(err.contains("not empty"), "{err}");
         std::fs::remove_dir_all(&root).ok();
     }
 }

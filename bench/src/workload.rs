@@ -29,7 +29,7 @@ use synod_checker::history::{Event, EventType, Fun, Process};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::client::{Client, Op};
+use crate::client::{Client, ClientOp};
 use crate::recorder::{Recorder, RunClock};
 
 /// How long a worker waits after an op failed for want of a working node.
@@ -250,7 +250,7 @@ async fn worker<C: Client>(
             keys.next_op(&mut rng, config.mix)
         };
         seq += 1;
-        let op = Op {
+        let op = ClientOp {
             process,
             seq,
             f,
@@ -268,6 +268,8 @@ async fn worker<C: Client>(
             value: op.value.clone(),
             error: None,
             node: node.clone(),
+            mismatch: false,
+            not_proposed: false,
         };
         if !recorder.record(invoke).await {
             return;
@@ -285,6 +287,8 @@ async fn worker<C: Client>(
             value: outcome.value,
             error: outcome.error,
             node,
+            mismatch: outcome.mismatch,
+            not_proposed: outcome.not_proposed,
         };
         if !recorder.record(done).await {
             return;
@@ -351,8 +355,7 @@ pub async fn bench_null(
     drive.await.context("the workload panicked")?;
     let events = rec.done.await.context("the recorder panicked")??;
     let seconds = started.elapsed().as_secs_f64();
-    let (_, ok, fail, info) = counts.snapshot();
-    let ops = ok + fail + info;
+    let ops = counts.snapshot().completed();
     Ok(BenchFigures {
         ops,
         events,

@@ -1,18 +1,22 @@
 //! The docker backend against the real engine: containers from
 //! `docker-compose.yml`, partitions as iptables rules in their namespaces.
 //!
-//! One test function runs every scenario in sequence: they share the
-//! compose network's fixed subnet, so two at once would collide. Without a
-//! Docker engine (`docker info` fails) it prints `SKIP: no docker engine`
-//! and passes. The image is built by the backend if missing.
+//! One test function runs every scenario in sequence, one of them two
+//! runs at once (each on a subnet of its own, every object labelled with
+//! its run). Without a Docker engine (`docker info` fails) it prints
+//! `SKIPPED: no docker engine` and passes. The image is built by the
+//! backend if missing.
 
+// SKIPPED lines go straight to stderr, which the test harness does not
+// capture, so a skip shows in `cargo test`'s output.
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use synod_nemesis::docker::{self, DockerBackend, DockerConfig, CHAIN, PROJECT_PREFIX};
-use synod_nemesis::{Backend, Link, LinkFault, NodeId};
+use synod_nemesis::docker::{self, DockerBackend, DockerConfig, CHAIN, PROJECT_PREFIX, RUN_LABEL};
+use synod_nemesis::{Backend, Link, LinkFault, NodeName};
 
 fn synod_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_synod"))
@@ -49,6 +53,13 @@ fn leftovers() -> Vec<String> {
         for name in out.lines().filter(|n| n.starts_with(PROJECT_PREFIX)) {
             found.push(format!("{what} {name}"));
         }
+        // Whatever its name, nothing may keep a run's label.
+        let (_, out) = sh(Command::new("docker")
+            .args(&args)
+            .args(["--filter", &format!("label={RUN_LABEL}")]));
+        for name in out.lines().filter(|n| !n.starts_with(PROJECT_PREFIX)) {
+            found.push(format!("{what} {name} (labelled {RUN_LABEL})"));
+        }
     }
     let (host_chain, _) = sh(Command::new("iptables").args(["-S", CHAIN]));
     if host_chain {
@@ -74,12 +85,13 @@ async fn partition_is_real(dir: &Path) {
         DockerBackend::new(DockerConfig {
             nodes: 3,
             dir: dir.to_path_buf(),
-            token: "test".into(),
+            token: "docker-e2e-token-0123456789".into(),
             node_args: vec![],
             workspace: None,
             image: docker::DEFAULT_IMAGE.into(),
             project: None,
             ready_timeout: Duration::from_secs(30),
+            disk: synod_nemesis::Disk::Plain,
         })
         .expect("docker backend"),
     );
@@ -87,7 +99,7 @@ async fn partition_is_real(dir: &Path) {
     let result = async move {
         let backend = b;
         backend.start().await.expect("cluster up");
-        let (n1, n2, n3) = (NodeId(1), NodeId(2), NodeId(3));
+        let (n1, n2, n3) = (NodeName(1), NodeName(2), NodeName(3));
         let helper = dir.join("synod-healthcheck");
         let cid = backend.container_id(n1).unwrap();
         let (ok, out) = sh(Command::new("docker")
@@ -187,6 +199,60 @@ async fn partition_is_real(dir: &Path) {
     }
 }
 
+/// What one docker run left: exit status, output, `docker.json`, history.
+struct DockerRun {
+    code: Option<i32>,
+    out: String,
+    record: serde_json::Value,
+    history: String,
+}
+
+/// Several docker runs at once, each with its own `extra` flags.
+fn docker_runs_at_once(runs: &[(&str, &[&str])]) -> Vec<DockerRun> {
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(tag, extra)| {
+            let s = store(tag);
+            let child = Command::new(synod_bin())
+                .args(["run", "--backend", "docker", "--store", s.to_str().unwrap()])
+                .args(*extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            (s, child)
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|(s, child)| {
+            let out = child.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(!text.contains("panicked"), "{text}");
+            let record = std::fs::read_to_string(s.join("latest/docker.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            let history =
+                std::fs::read_to_string(s.join("latest/history.jsonl")).unwrap_or_default();
+            let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+            assert!(
+                !mounts.contains(s.to_str().unwrap()),
+                "a data directory is still mounted"
+            );
+            std::fs::remove_dir_all(&s).ok();
+            DockerRun {
+                code: out.status.code(),
+                out: text,
+                record,
+                history,
+            }
+        })
+        .collect()
+}
+
 fn docker_run(tag: &str, extra: &[&str]) -> (Option<i32>, String) {
     let s = store(tag);
     let out = Command::new(synod_bin())
@@ -204,7 +270,10 @@ fn docker_run(tag: &str, extra: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn docker_backend_end_to_end() {
     if !docker::engine_available() {
-        eprintln!("SKIP: no docker engine (`docker info` failed)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no docker engine (`docker info` failed)"
+        );
         return;
     }
     let started = Instant::now();
@@ -224,12 +293,14 @@ fn docker_backend_end_to_end() {
     );
     eprintln!("docker: partition test done at {:?}", started.elapsed());
 
-    // (b) A bounded chaos run with partitions, pauses and kills is valid.
-    let (code, out) = docker_run(
-        "valid",
-        &[
+    // (b) Two bounded chaos runs at the same time, each on its own subnet:
+    // partitions, pauses and kills in one; power losses (a minority or all) through
+    // the lose-unsynced-writes filesystem (bind-mounted into the
+    // containers) in the other. Both valid, nothing left after.
+    let chaos = |nemesis: &'static str, seed: &'static str| -> Vec<&'static str> {
+        vec![
             "--nemesis",
-            "partition,pause,kill",
+            nemesis,
             "--nemesis-interval",
             "3",
             "--time-limit",
@@ -237,13 +308,42 @@ fn docker_backend_end_to_end() {
             "--recovery",
             "5",
             "--seed",
-            "1",
-        ],
-    );
-    assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("start-") || out.contains("valid"), "{out}");
-    assert_eq!(leftovers(), Vec::<String>::new(), "after a run");
-    eprintln!("docker: valid run done at {:?}", started.elapsed());
+            seed,
+        ]
+    };
+    let one = chaos("partition,pause,kill", "1");
+    let two = chaos("power-loss", "2");
+    let results = docker_runs_at_once(&[("valid-1", &one), ("valid-2", &two)]);
+    for r in &results {
+        assert_eq!(r.code, Some(0), "{}", r.out);
+        assert!(r.out.contains("valid"), "{}", r.out);
+        let label = r.record["label"].as_str().unwrap_or_default();
+        assert!(
+            label.starts_with(&format!("{RUN_LABEL}={PROJECT_PREFIX}")),
+            "{}",
+            r.record
+        );
+    }
+    let subnets: Vec<&str> = results
+        .iter()
+        .map(|r| {
+            r.record["subnet"]
+                .as_str()
+                .expect("docker.json records the subnet")
+        })
+        .collect();
+    assert_ne!(subnets[0], subnets[1], "two runs on one subnet");
+    let losses: Vec<&str> = results[1]
+        .history
+        .lines()
+        .filter(|l| l.contains("\"f\":\"start-power-loss\""))
+        .collect();
+    assert!(!losses.is_empty(), "no power loss in the second run");
+    for l in losses {
+        assert!(l.contains("\"via\":\"filesystem\""), "{l}");
+    }
+    assert_eq!(leftovers(), Vec::<String>::new(), "after two runs at once");
+    eprintln!("docker: two runs at once done at {:?}", started.elapsed());
 
     // (c) Local reads under partitions are caught (a few seeds at most).
     let mut caught = None;
@@ -319,5 +419,100 @@ fn docker_backend_end_to_end() {
         "container logs copied into the run directory"
     );
     std::fs::remove_dir_all(&s).ok();
+    eprintln!("docker: SIGTERM run done at {:?}", started.elapsed());
+
+    // (e) A run killed with SIGKILL while a partition holds leaves its
+    // project up; `synod clean` removes every container, network, volume
+    // and chain of it, says so, and finds nothing the second time.
+    killed_run_then_clean();
     eprintln!("docker: whole docker test took {:?}", started.elapsed());
+}
+
+/// Host pids of the running containers labelled as a bench's.
+fn labelled_pids() -> Vec<u32> {
+    let label = format!("label={}", synod_nemesis::leftovers::OWNER_LABEL);
+    let (_, ids) = sh(Command::new("docker").args(["ps", "-q", "--filter", &label]));
+    ids.lines()
+        .filter_map(|id| {
+            let (_, pid) = sh(Command::new("docker").args(["inspect", "-f", "{{.State.Pid}}", id]));
+            pid.trim().parse().ok()
+        })
+        .filter(|&p| p > 0)
+        .collect()
+}
+
+fn killed_run_then_clean() {
+    let s = store("sigkill");
+    let mut child = Command::new(synod_bin())
+        .args(["run", "--backend", "docker", "--store", s.to_str().unwrap()])
+        .args(["--nemesis", "partition", "--nemesis-interval", "2"])
+        .args(["--time-limit", "60", "--seed", "5"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for a partition: a SYNOD chain in some container's namespace.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let chained = loop {
+        let with_chain: Vec<u32> = labelled_pids()
+            .into_iter()
+            .filter(|pid| {
+                sh(Command::new("nsenter").args([
+                    "-t",
+                    &pid.to_string(),
+                    "-n",
+                    "iptables",
+                    "-S",
+                    CHAIN,
+                ]))
+                .0
+            })
+            .collect();
+        if !with_chain.is_empty() {
+            break with_chain;
+        }
+        assert!(Instant::now() < deadline, "no partition within 90 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let left = leftovers();
+    assert!(
+        left.iter().any(|l| l.starts_with("container"))
+            && left.iter().any(|l| l.starts_with("network"))
+            && left.iter().any(|l| l.starts_with("volume")),
+        "a SIGKILLed run left nothing to clean up: {left:?}"
+    );
+    let (ok, out) = sh(Command::new(synod_bin()).arg("clean"));
+    assert!(ok, "{out}");
+    eprintln!("docker: synod clean after SIGKILL:\n{out}");
+    for what in ["container", "network", "volume", "iptables chain SYNOD"] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("removed {what}"))),
+            "synod clean did not remove a {what}:\n{out}"
+        );
+    }
+    assert_eq!(leftovers(), Vec::<String>::new(), "after synod clean");
+    assert!(
+        chained.iter().all(|&pid| !sh(Command::new("nsenter").args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "iptables",
+            "-S",
+            CHAIN
+        ]))
+        .0),
+        "a SYNOD chain survived synod clean"
+    );
+    let (ok, again) = sh(Command::new(synod_bin()).arg("clean"));
+    assert!(ok, "{again}");
+    assert!(
+        again.contains("nothing to clean") && !again.contains("removed"),
+        "a second synod clean found more:\n{again}"
+    );
+    std::fs::remove_dir_all(&s).ok();
 }

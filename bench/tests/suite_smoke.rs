@@ -6,11 +6,16 @@
 //!
 //! Skips, saying so, when `synod-node` has not been built next to `synod`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod serve_support;
+
+// SKIPPED lines go straight to stderr, which the test harness does not
+// capture, so a skip shows in `cargo test`'s output.
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serve_support::get;
 
 fn synod_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_synod"))
@@ -24,11 +29,10 @@ fn node_present() -> bool {
     match p {
         Some(p) if p.is_file() => true,
         p => {
-            eprintln!(
-                "SKIPPED: synod-node is not built at {:?} (cargo build --workspace); the smoke suite needs it",
-                p
-            );
-            false
+            // A build step missing is not a facility the machine lacks.
+            panic!(
+                "synod-node is not built at {p:?} (cargo build --release --workspace); the smoke suite needs it"
+            )
         }
     }
 }
@@ -40,46 +44,15 @@ fn repo() -> PathBuf {
         .to_path_buf()
 }
 
-/// Kills the server when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A plain HTTP/1.1 GET; returns the status and the body.
-fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect to synod serve");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, raw[split + 4..].to_vec())
-}
-
 /// Headless Chromium loads `url`, screenshots it into `png`; returns its
 /// log so the caller can look for script errors.
 fn chromium(url: &str, png: &Path, profile: &Path) -> Option<String> {
     let bin = Path::new("/usr/bin/chromium");
     if !bin.exists() {
-        eprintln!("SKIPPED (browser part): /usr/bin/chromium is not installed");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (browser part): /usr/bin/chromium is not installed"
+        );
         return None;
     }
     let out = Command::new(bin)
@@ -216,29 +189,8 @@ fn smoke_suite_summary_junit_compare_and_serve() {
 
     // serve: the index, a report, a history, an archive, a comparison,
     // and no way out of the store.
-    let mut child = Command::new(synod_bin())
-        .arg("serve")
-        .arg("--store")
-        .arg(&store)
-        .arg("--addr")
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let _server = Server(child);
-    let url = first
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .expect("serve prints its URL")
-        .to_string();
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
+    let server = serve_support::Server::start(&store);
+    let (url, addr) = (server.url(), server.addr.clone());
     let (status, body) = get(&addr, "/");
     let index = String::from_utf8_lossy(&body);
     assert_eq!(status, 200);

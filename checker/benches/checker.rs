@@ -1,30 +1,32 @@
 //! Benchmarks that print figures (no timed assertions): the etcd corpus,
-//! Porcupine's kv/c50-ok, and a generated history of 1,000,000 operations.
+//! Porcupine's kv/c50-ok, and generated histories of 1,000,000 and
+//! 10,000,000 operations.
 //!
-//! `cargo bench -p synod-checker --bench checker` runs all three;
-//! pass `etcd`, `kv` or `big` to run one. The big history is generated
-//! once into the temp directory, then read and checked by a child process
-//! so its peak memory (VmHWM) counts the reading and checking only.
+//! `cargo bench -p synod-checker --bench checker` runs all four; pass
+//! `etcd`, `kv`, `big` or `huge` to run some. The generated histories are
+//! written once into the temp directory (streamed: the 10M one is 2 GB),
+//! then judged by a child process as `synod check` judges them (streamed
+//! read, split by key, report, check; no files), so its peak memory
+//! (VmHWM) counts that alone.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use synod_checker::gen::{simulate, GenConfig};
-use synod_checker::import::{read_file, Format};
-use synod_checker::{check, History, Options, Verdict};
+use synod_checker::gen::{simulate_each, GenConfig};
+use synod_checker::import::{self, read_file, Format};
+use synod_checker::{check, check_input, Options, Verdict};
 
 const RUNS: usize = 10;
 
-fn corpus() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/porcupine");
-    dir.join("expected.tsv").exists().then_some(dir)
-}
-
-/// Reads and checks one file; the verdict.
+/// Reads and checks one file as its format says; the verdict.
 fn parse_and_check(path: &Path) -> Verdict {
     let imported = read_file(path, Format::Auto).expect("corpus file reads");
     let options = Options {
-        initial: imported.initial.clone(),
+        semantics: imported.semantics.clone(),
         ..Options::default()
     };
     check(&imported.history, &options)
@@ -102,12 +104,12 @@ fn kv(dir: &Path) {
     );
 }
 
-fn big_config() -> GenConfig {
+fn generated_config(ops: usize) -> GenConfig {
     GenConfig {
         seed: 42,
-        keys: 1000,
+        keys: ops / 1000,
         processes_per_key: 10,
-        ops: 1_000_000,
+        ops,
         info_rate: 0.01,
         ..GenConfig::default()
     }
@@ -124,45 +126,56 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn big() {
-    let path = std::env::temp_dir().join("synod-bench-1m.jsonl");
+/// Generates (once) and judges a history of `ops` operations over
+/// `ops / 1000` keys, in a child process; `target` is printed with it.
+fn generated(ops: usize, target: &str) {
+    let path = std::env::temp_dir().join(format!("synod-bench-{}m-v2.jsonl", ops / 1_000_000));
     if !path.exists() {
         let t = Instant::now();
-        let h = simulate(&big_config());
         let tmp = path.with_extension("tmp");
-        let file = std::io::BufWriter::new(std::fs::File::create(&tmp).expect("temp file"));
-        h.write_to(file).expect("write history");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&tmp).expect("temp file"));
+        let mut events = 0u64;
+        simulate_each(&generated_config(ops), |e| {
+            serde_json::to_writer(&mut out, &e).expect("write history");
+            out.write_all(b"\n").expect("write history");
+            events += 1;
+        });
+        out.flush().expect("write history");
+        drop(out);
         std::fs::rename(&tmp, &path).expect("rename history");
         println!(
-            "generated {} ({} events) in {:.1} s",
+            "generated {} ({events} events) in {:.1} s",
             path.display(),
-            h.len(),
             t.elapsed().as_secs_f64()
         );
     }
     let exe = std::env::current_exe().expect("current exe");
     let status = std::process::Command::new(exe)
-        .arg("measure-big")
+        .arg("measure")
         .arg(&path)
+        .arg(target)
         .status()
         .expect("run the measuring child");
     assert!(status.success(), "measuring child failed");
 }
 
-fn measure_big(path: &Path) {
+fn measure(path: &Path, target: &str) {
     let t = Instant::now();
-    let h = History::read_path(path).expect("read the generated history");
-    let read = t.elapsed();
-    let t = Instant::now();
-    let checked = check(&h, &Options::default()).expect("check");
-    let checking = t.elapsed();
-    let ops = h.events.len() / 2;
+    let input = import::open(path, Format::Jsonl).expect("open the generated history");
+    let options = Options {
+        semantics: input.semantics(),
+        ..Options::default()
+    };
+    let outcome = check_input(input, &options).expect("check");
+    let total = t.elapsed();
+    let checked = &outcome.checked;
     println!(
-        "generated history: {ops} ops over {} keys, 10 processes per key, 1% info: read {:.2} s + check {:.2} s = {:.2} s (CPU {:.2} s, all threads), verdict {}, peak memory {:.0} MiB  (target <= 10 s, <= 2048 MiB)",
+        "generated history: {} ops over {} keys, 10 processes per key, 1% info: read + split + report {:.2} s, search {:.2} s, total {:.2} s (CPU {:.2} s, all threads), verdict {}, peak memory {:.0} MiB  (target {target})",
+        outcome.report.operations,
         checked.keys.len(),
-        read.as_secs_f64(),
-        checking.as_secs_f64(),
-        (read + checking).as_secs_f64(),
+        total.as_secs_f64() - checked.millis / 1e3,
+        checked.millis / 1e3,
+        total.as_secs_f64(),
         cpu_time().as_secs_f64(),
         checked.verdict.as_str(),
         peak_rss_mib()
@@ -174,25 +187,24 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    if args.first().map(String::as_str) == Some("measure-big") {
-        if let Some(p) = args.get(1) {
-            measure_big(Path::new(p));
+    if args.first().map(String::as_str) == Some("measure") {
+        if let (Some(p), Some(target)) = (args.get(1), args.get(2)) {
+            measure(Path::new(p), target);
         }
         return;
     }
     let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
-    match corpus() {
-        Some(dir) => {
-            if want("etcd") {
-                etcd(&dir);
-            }
-            if want("kv") {
-                kv(&dir);
-            }
-        }
-        None => println!("skipping corpus benchmarks: ../shared/data/porcupine not found"),
+    let dir = common::corpus();
+    if want("etcd") {
+        etcd(&dir);
+    }
+    if want("kv") {
+        kv(&dir);
     }
     if want("big") {
-        big();
+        generated(1_000_000, "<= 3 s, <= 400 MiB");
+    }
+    if want("huge") {
+        generated(10_000_000, "checked on a 24 GiB machine");
     }
 }

@@ -10,22 +10,23 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
-use serde::Serialize;
-use serde_json::Value;
-
 use crate::history::{EventType, History};
-use crate::model::{self, KeyHistory, Model, ModelError, ModelKind, Op, Register, Val, INFINITY};
+use crate::model::{
+    self, KeyHistory, KeyOp, Model, ModelError, ModelKind, Register, Semantics, Val, INFINITY,
+};
 use crate::search::{Limits, Search, SearchOutcome};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// What to check and with which budgets.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub model: ModelKind,
-    /// A never-written key's value under `kv` (`null`; `""` for
-    /// Porcupine's kv corpus, see [`crate::import::Imported::initial`]).
-    pub initial: Value,
-    /// Wall-clock budget for the whole search.
+    /// What the history's events mean: Synod's own by default; an
+    /// imported history brings its format's ([`crate::import::Input::semantics`]).
+    pub semantics: Semantics,
+    /// Wall-clock budget for the whole search; a limit too large for the
+    /// clock is no limit.
     pub time_limit: Option<Duration>,
     /// Budget in bytes for the memo caches of all keys together.
     pub memory_limit: Option<usize>,
@@ -36,7 +37,7 @@ pub struct Options {
 }
 
 /// The checker's verdict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     Valid,
@@ -55,13 +56,13 @@ impl Verdict {
 }
 
 /// One key's result.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct KeyResult {
     pub key: String,
     pub ops: usize,
     pub verdict: Verdict,
     /// Why the verdict is `unknown` (`time limit`, `memory limit`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Distinct (linearized set, state) pairs the search explored.
     pub explored: usize,
@@ -69,7 +70,7 @@ pub struct KeyResult {
 }
 
 /// One operation as an explanation shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ShownOp {
     /// Index of the op within its key.
     pub id: usize,
@@ -104,11 +105,13 @@ pub struct Explanation {
     pub ops: Vec<ShownOp>,
 }
 
-/// The result of checking a history.
-#[derive(Clone, Debug, Serialize)]
+/// The result of checking a history (`check` in `results.json`; the
+/// explanations are written beside it, see [`crate::results`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Checked {
     pub verdict: Verdict,
-    pub model: &'static str,
+    /// The model the keys were checked under (`cas-register`, `kv`).
+    pub model: String,
     pub keys: Vec<KeyResult>,
     /// Keys whose budget ran out (with `unknown`).
     pub unknown_keys: Vec<String>,
@@ -125,34 +128,41 @@ pub enum CheckError {
     Model(#[from] ModelError),
 }
 
-/// Checks a history for linearizability.
+/// Checks a history in memory for linearizability.
 pub fn check(history: &History, options: &Options) -> Result<Checked, CheckError> {
+    let partition = model::partition(history, options.model, &options.semantics)?;
+    Ok(check_partition(partition, options))
+}
+
+/// Checks a history already split by key (see [`model::Partitioner`],
+/// which the streaming readers feed).
+pub fn check_partition(partition: model::Partition, options: &Options) -> Checked {
     let start = Instant::now();
-    let kind = model::resolve(options.model, history);
-    let keys = model::partition(history, kind, &options.initial)?;
-    let limits = Limits::new(options.time_limit.map(|d| start + d), options.memory_limit);
-    let mut jobs: Vec<Job> = keys
+    let kind = partition.kind;
+    let deadline = options.time_limit.and_then(|d| start.checked_add(d));
+    let limits = Limits::new(deadline, options.memory_limit);
+    let mut jobs: Vec<Job> = partition
+        .keys
         .into_iter()
-        .map(|key| {
-            // Tracking the longest prefix is nearly free (it copies only
-            // when backtracking from a new peak), and saves searching an
-            // invalid key twice to explain it.
-            let search = Search::new(&Register { key: &key }, &key.ops, true);
-            Job {
-                key,
-                search,
-                millis: 0.0,
-            }
+        .map(|key| Job {
+            key,
+            search: None,
+            millis: 0.0,
         })
         .collect();
     // Rounds with a doubling step budget: every key gets its share of the
     // cores before any key gets more, so one hard key cannot delay the
-    // easy key whose failure settles the verdict.
-    let mut budget = 1u64 << 15;
+    // easy key whose failure settles the verdict. The first budget is
+    // large enough that a typical key (a thousand ops, ten processes)
+    // finishes in it: a key left pending keeps its memo, and a thousand
+    // pending memos at once took 700 MB on the 1M-op bench. A search is
+    // built when its key first runs, and frees all but its verdict when
+    // it ends, so only the keys in hand hold memory.
+    let mut budget = 1u64 << 20;
     loop {
         let pending: Vec<&mut Job> = jobs
             .iter_mut()
-            .filter(|j| j.search.outcome().is_none())
+            .filter(|j| j.search.as_ref().is_none_or(|s| s.outcome().is_none()))
             .collect();
         if pending.is_empty() {
             break;
@@ -160,7 +170,14 @@ pub fn check(history: &History, options: &Options) -> Result<Checked, CheckError
         pending.into_par_iter().for_each(|job| {
             let t = Instant::now();
             let model = Register { key: &job.key };
-            let outcome = job.search.run(&model, &job.key.ops, &limits, budget);
+            let key = &job.key;
+            // Tracking the longest prefix is nearly free (it copies only
+            // when backtracking from a new peak), and saves searching an
+            // invalid key twice to explain it.
+            let search = job
+                .search
+                .get_or_insert_with(|| Search::new(&model, &key.ops, key.ordered, true));
+            let outcome = search.run(&model, &key.ops, &limits, budget);
             if outcome == Some(SearchOutcome::NotLinearizable) && !options.exhaustive {
                 limits.cancel.store(true, Ordering::Relaxed);
             }
@@ -192,27 +209,28 @@ pub fn check(history: &History, options: &Options) -> Result<Checked, CheckError
     } else {
         Verdict::Valid
     };
-    Ok(Checked {
+    Checked {
         verdict,
-        model: kind.as_str(),
+        model: kind.as_str().to_string(),
         keys,
         unknown_keys,
         invalid_keys,
         explanations,
         millis: start.elapsed().as_secs_f64() * 1e3,
-    })
+    }
 }
 
 /// One key being searched.
 struct Job {
     key: KeyHistory,
-    search: Search<Val>,
+    /// Built when the key first runs.
+    search: Option<Search<Val>>,
     millis: f64,
 }
 
 fn finish_key(job: Job) -> (KeyResult, Option<Explanation>) {
     let key = &job.key;
-    let (verdict, reason) = match job.search.outcome() {
+    let (verdict, reason) = match job.search.as_ref().and_then(Search::outcome) {
         Some(SearchOutcome::Linearizable) => (Verdict::Valid, None),
         Some(SearchOutcome::NotLinearizable) => (Verdict::Invalid, None),
         Some(SearchOutcome::OutOfTime) => (Verdict::Unknown, Some("time limit".to_string())),
@@ -222,22 +240,23 @@ fn finish_key(job: Job) -> (KeyResult, Option<Explanation>) {
             Some("not decided: another key is not linearizable".to_string()),
         ),
     };
-    let explanation = (verdict == Verdict::Invalid)
-        .then(|| explain(key, &Register { key }, job.search.longest()));
+    let longest = job.search.as_ref().map(Search::longest).unwrap_or_default();
+    let explanation =
+        (verdict == Verdict::Invalid).then(|| explain(key, &Register { key }, longest));
     (
         KeyResult {
             key: key.key.clone(),
             ops: key.ops.len(),
             verdict,
             reason,
-            explored: job.search.explored(),
+            explored: job.search.as_ref().map_or(0, Search::explored),
             millis: job.millis,
         },
         explanation,
     )
 }
 
-fn outcome_name(op: &Op) -> String {
+fn outcome_name(op: &KeyOp) -> String {
     match (op.outcome, op.complete_index) {
         (EventType::Info, None) => "open".into(),
         (k, _) => k.to_string(),

@@ -143,7 +143,7 @@ impl<'a> EdnReader<'a> {
 
     /// The next top-level form and its starting line, `None` at the end.
     pub fn next_form(&mut self) -> Result<Option<(usize, Edn)>, EdnError> {
-        self.skip_ws();
+        self.skip_discarded()?;
         if self.pos >= self.src.len() {
             return Ok(None);
         }
@@ -196,8 +196,28 @@ impl<'a> EdnReader<'a> {
         }
     }
 
+    /// Skips white space and `#_ form` discards, one after another in a
+    /// loop (a file of 50,000 discards must not recurse 50,000 deep); a
+    /// discard inside a discard nests, and counts against the depth.
+    fn skip_discarded(&mut self) -> Result<(), EdnError> {
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'#') || self.src.get(self.pos + 1) != Some(&b'_') {
+                return Ok(());
+            }
+            self.bump();
+            self.bump();
+            self.depth += 1;
+            if self.depth > MAX_DEPTH {
+                return self.err("nesting too deep");
+            }
+            self.value()?;
+            self.depth -= 1;
+        }
+    }
+
     fn value(&mut self) -> Result<Edn, EdnError> {
-        self.skip_ws();
+        self.skip_discarded()?;
         let Some(c) = self.peek() else {
             return self.err("unexpected end of input");
         };
@@ -244,12 +264,6 @@ impl<'a> EdnReader<'a> {
                         self.depth -= 1;
                         Ok(Edn::Set(items))
                     }
-                    Some(b'_') => {
-                        // `#_x` discards the next form.
-                        self.bump();
-                        self.value()?;
-                        self.value()
-                    }
                     _ => {
                         let tag = self.token();
                         if tag.is_empty() {
@@ -293,17 +307,12 @@ impl<'a> EdnReader<'a> {
     fn seq(&mut self, close: u8) -> Result<Vec<Edn>, EdnError> {
         let mut items = Vec::new();
         loop {
-            self.skip_ws();
+            self.skip_discarded()?;
             match self.peek() {
                 None => return self.err(format!("missing `{}`", close as char)),
                 Some(c) if c == close => {
                     self.bump();
                     return Ok(items);
-                }
-                Some(b'#') if self.src.get(self.pos + 1) == Some(&b'_') => {
-                    self.bump();
-                    self.bump();
-                    self.value()?;
                 }
                 Some(_) => items.push(self.value()?),
             }
@@ -470,6 +479,23 @@ mod tests {
         assert!(parse_all("\"abc").is_err());
         assert!(parse_all(")").is_err());
         assert!(parse_all(&"[".repeat(10_000)).is_err());
+    }
+
+    /// Regression: 50,000 `#_` in a row overflowed the stack (exit 134).
+    #[test]
+    fn discards_do_not_overflow_the_stack() {
+        // Nested (`#_ #_ ... x y ...`): too deep, an error.
+        let err = parse_all(&"#_ ".repeat(50_000)).unwrap_err();
+        assert!(err.reason.contains("too deep"), "{err}");
+        // One after another: fine, however many.
+        let forms = parse_all(&format!("{}7", "#_ 1 ".repeat(50_000))).unwrap();
+        assert_eq!(forms, vec![(1, Edn::Int(7))]);
+        assert_eq!(
+            parse_all("[1 #_ #_ 2 3 4]").unwrap()[0].1,
+            Edn::Vector(vec![Edn::Int(1), Edn::Int(4)])
+        );
+        assert_eq!(parse_all("{:a 1} #_ {:b 2}").unwrap().len(), 1);
+        assert!(parse_all("[1 #_]").is_err());
     }
 
     #[test]

@@ -111,6 +111,14 @@ fn apply(value: &mut Option<i64>, kind: Kind) -> (Option<i64>, bool) {
 
 /// Simulates a history (see the module doc).
 pub fn simulate(cfg: &GenConfig) -> History {
+    let mut events = Vec::with_capacity(cfg.ops * 2 + 16);
+    simulate_each(cfg, |e| events.push(e));
+    History::new(events)
+}
+
+/// Simulates a history, handing each event to `emit` as it happens, so a
+/// history of any size can be written without being held.
+pub fn simulate_each(cfg: &GenConfig, mut emit: impl FnMut(Event)) {
     let mut rng = Rng::new(cfg.seed);
     let keys = cfg.keys.max(1);
     let per = cfg.processes_per_key.max(1);
@@ -125,19 +133,15 @@ pub fn simulate(cfg: &GenConfig) -> History {
         })
         .collect();
     let key_names: Vec<String> = (0..keys).map(|k| format!("k{k}")).collect();
-    let mut events: Vec<Event> = Vec::with_capacity(cfg.ops * 2 + 16);
+    let mut index = 0u64;
     let mut time = 0u64;
     let mut invoked = 0usize;
     let values = cfg.values.max(1) as u64;
-    let push = |events: &mut Vec<Event>,
-                time: u64,
-                process: u64,
-                kind: EventType,
-                f: Fun,
-                key: usize,
-                value: Value| {
-        events.push(Event {
-            index: events.len() as u64,
+    let mut push = |time: u64, process: u64, kind: EventType, f: Fun, key: usize, value: Value| {
+        // The simulated register compared: a failed cas is a mismatch.
+        let mismatch = kind == EventType::Fail && f == Fun::Cas;
+        emit(Event {
+            index,
             time,
             process: Process::Client(process),
             kind,
@@ -146,7 +150,10 @@ pub fn simulate(cfg: &GenConfig) -> History {
             value,
             error: None,
             node: None,
+            mismatch,
+            not_proposed: false,
         });
+        index += 1;
     };
     let fun = |k: Kind| match k {
         Kind::Read => Fun::Read,
@@ -194,29 +201,13 @@ pub fn simulate(cfg: &GenConfig) -> History {
                 };
                 invoked += 1;
                 ks.slots[s].1 = Slot::Invoked(kind);
-                push(
-                    &mut events,
-                    time,
-                    process,
-                    EventType::Invoke,
-                    fun(kind),
-                    k,
-                    arg(kind),
-                );
+                push(time, process, EventType::Invoke, fun(kind), k, arg(kind));
             }
             Slot::Invoked(kind) => {
                 if kind != Kind::Read && rng.chance(cfg.info_rate) {
                     // The client gives up; the op may still happen later.
                     ks.ghosts.push(kind);
-                    push(
-                        &mut events,
-                        time,
-                        process,
-                        EventType::Info,
-                        fun(kind),
-                        k,
-                        arg(kind),
-                    );
+                    push(time, process, EventType::Info, fun(kind), k, arg(kind));
                     ks.slots[s] = (next_process, Slot::Idle);
                     next_process += 1;
                 } else {
@@ -230,10 +221,9 @@ pub fn simulate(cfg: &GenConfig) -> History {
                     _ if ok => (EventType::Ok, arg(kind)),
                     _ => (EventType::Fail, arg(kind)),
                 };
-                push(&mut events, time, process, outcome, fun(kind), k, value);
+                push(time, process, outcome, fun(kind), k, value);
                 ks.slots[s].1 = Slot::Idle;
             }
         }
     }
-    History::new(events)
 }

@@ -1,178 +1,23 @@
 //! The history: Synod's JSON Lines record of what a run observed.
 //!
 //! `docs/history.md` is the contract; this module is its code. [`Event`] is
-//! one line, [`HistoryWriter`] streams events to a file as they happen (so a
-//! crashed run keeps everything up to its last line), and [`HistoryReader`]
+//! one line (defined in `synod-wire`, so the node's simulation shares it),
+//! [`HistoryWriter`] streams events to a file as they happen (so a
+//! crashed run keeps everything up to its last line), and [`read_events`]
 //! streams them back, validating the invoke/complete rules as it goes and
-//! naming the line and the rule that a bad history breaks.
+//! naming the line and the rule that a bad history breaks. It runs over
+//! 600 lines only with its tests: one concern, the format's rules as
+//! they are read and written.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::Value;
+use crate::fxhash::{FxHashMap, FxHashSet};
 
-/// How the `error` of a definite failure begins when the operation never
-/// reached the state machine (refused, never proposed, never sent). A
-/// failed `cas` with it carries no information and is dropped; without it
-/// a failed `cas` means the key held another value (docs/history.md, rule 3).
-pub const NOT_PROPOSED: &str = "not-proposed";
-
-/// Who issued an event: a client process, or the nemesis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Process {
-    /// A logical client: one operation at a time, retired after an `info`.
-    Client(u64),
-    /// The fault injector; its events are always `info`.
-    Nemesis,
-}
-
-impl fmt::Display for Process {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Process::Client(p) => write!(f, "{p}"),
-            Process::Nemesis => f.write_str("nemesis"),
-        }
-    }
-}
-
-impl Serialize for Process {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Process::Client(p) => s.serialize_u64(*p),
-            Process::Nemesis => s.serialize_str("nemesis"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Process {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::Number(n) => n.as_u64().map(Process::Client).ok_or_else(|| {
-                serde::de::Error::custom(format!("process must be a non-negative integer, got {n}"))
-            }),
-            Value::String(s) if s == "nemesis" => Ok(Process::Nemesis),
-            other => Err(serde::de::Error::custom(format!(
-                "process must be an integer or \"nemesis\", got {other}"
-            ))),
-        }
-    }
-}
-
-/// What an event says about its operation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventType {
-    /// The client sent the operation.
-    Invoke,
-    /// It happened, once, between invocation and completion.
-    Ok,
-    /// It definitely did not happen.
-    Fail,
-    /// Unknown: it may happen at any time after invocation, or never.
-    Info,
-}
-
-impl EventType {
-    /// Whether this event completes an invocation.
-    pub fn is_completion(self) -> bool {
-        self != EventType::Invoke
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            EventType::Invoke => "invoke",
-            EventType::Ok => "ok",
-            EventType::Fail => "fail",
-            EventType::Info => "info",
-        })
-    }
-}
-
-/// The operation an event is about.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Fun {
-    Read,
-    Write,
-    Cas,
-    Append,
-    /// A nemesis action such as `start-partition`; never a client op.
-    Nemesis(String),
-}
-
-impl Fun {
-    pub fn as_str(&self) -> &str {
-        match self {
-            Fun::Read => "read",
-            Fun::Write => "write",
-            Fun::Cas => "cas",
-            Fun::Append => "append",
-            Fun::Nemesis(s) => s,
-        }
-    }
-
-    /// Parses a client operation name; `None` for anything else.
-    pub fn client_op(name: &str) -> Option<Fun> {
-        match name {
-            "read" => Some(Fun::Read),
-            "write" => Some(Fun::Write),
-            "cas" => Some(Fun::Cas),
-            "append" => Some(Fun::Append),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Fun {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Fun {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Fun {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Ok(Fun::client_op(&s).unwrap_or(Fun::Nemesis(s)))
-    }
-}
-
-/// One line of a history.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    pub index: u64,
-    /// Nanoseconds since the run started (monotonic).
-    pub time: u64,
-    pub process: Process,
-    #[serde(rename = "type")]
-    pub kind: EventType,
-    pub f: Fun,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub value: Value,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// The node a client spoke to, for reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
-}
-
-impl Event {
-    /// The key this event touches; the single register is `""`.
-    pub fn key(&self) -> &str {
-        self.key.as_deref().unwrap_or("")
-    }
-}
+/// One line of a history and its parts, defined once in the leaf
+/// `synod-wire` crate so the node's simulation writes the same type
+/// without building the checker.
+pub use synod_wire::history::{Event, EventType, Fun, Process, CAS_MISMATCH, NOT_PROPOSED};
 
 /// A whole history in memory, in the order it was observed.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -197,13 +42,23 @@ impl History {
         Ok(History { events })
     }
 
-    /// Reads and validates a history file.
+    /// Reads and validates a history file (see [`read_events`]).
     pub fn read_path(path: &Path) -> Result<Self, HistoryError> {
         let file = std::fs::File::open(path).map_err(|e| HistoryError::Io {
             path: path.display().to_string(),
             source: e,
         })?;
-        read_chunked(io::BufReader::new(file))
+        Self::read_from(file)
+    }
+
+    /// Reads and validates a history (see [`read_events`]).
+    pub fn read_from<R: Read>(input: R) -> Result<Self, HistoryError> {
+        let mut events = Vec::new();
+        read_events(input, |e| {
+            events.push(e);
+            Ok(())
+        })?;
+        Ok(History { events })
     }
 
     /// Serialises to JSON Lines.
@@ -251,15 +106,36 @@ impl HistoryError {
 /// Tracks the per-process rules while a history is read or written.
 #[derive(Default)]
 struct Validator {
-    /// Process -> the `f` and key of its open invocation.
-    busy: HashMap<u64, (Fun, Option<String>)>,
+    /// Process -> the `f` and key (as its number in `keys`) of its open
+    /// invocation.
+    busy: FxHashMap<u64, (Fun, u32)>,
     /// Processes that completed with `info` and must never invoke again.
-    retired: HashSet<u64>,
+    retired: FxHashSet<u64>,
+    /// Every key seen, numbered: a number is cheaper to keep and compare
+    /// than a copy of the key, once per event.
+    key_ids: FxHashMap<Box<str>, u32>,
+    keys: Vec<Box<str>>,
     last_time: u64,
     next_index: u64,
 }
 
+/// The number of an absent key, which is not the key `""`.
+const NO_KEY: u32 = u32::MAX;
+
 impl Validator {
+    fn key_id(&mut self, key: Option<&str>) -> u32 {
+        let Some(key) = key else {
+            return NO_KEY;
+        };
+        if let Some(&id) = self.key_ids.get(key) {
+            return id;
+        }
+        let id = self.keys.len() as u32;
+        self.keys.push(key.into());
+        self.key_ids.insert(key.into(), id);
+        id
+    }
+
     fn check(&mut self, e: &Event) -> Result<(), String> {
         if e.time < self.last_time {
             return Err(format!(
@@ -275,6 +151,20 @@ impl Validator {
         }
         self.last_time = e.time;
         self.next_index += 1;
+        if e.mismatch && !(e.kind == EventType::Fail && e.f == Fun::Cas) {
+            return Err(format!(
+                "`mismatch` marks a failed cas only, not a {} {}",
+                e.kind, e.f
+            ));
+        }
+        if e.not_proposed && (e.kind != EventType::Fail || e.mismatch) {
+            return Err(format!(
+                "`not_proposed` marks a failure that compared nothing, not a {} {}{}",
+                e.kind,
+                e.f,
+                if e.mismatch { " marked `mismatch`" } else { "" }
+            ));
+        }
         let p = match e.process {
             Process::Nemesis => {
                 if e.kind != EventType::Info {
@@ -300,7 +190,8 @@ impl Validator {
                         e.f
                     ));
                 }
-                self.busy.insert(p, (e.f.clone(), e.key.clone()));
+                let key = self.key_id(e.key.as_deref());
+                self.busy.insert(p, (e.f.clone(), key));
             }
             kind => {
                 let Some((f, key)) = self.busy.remove(&p) else {
@@ -308,12 +199,16 @@ impl Validator {
                         "{kind} completion by process {p} without an invoke"
                     ));
                 };
-                if f != e.f || key != e.key {
+                let same_key = match e.key.as_deref() {
+                    None => key == NO_KEY,
+                    Some(k) => self.key_ids.get(k) == Some(&key),
+                };
+                if f != e.f || !same_key {
+                    let invoked = self.keys.get(key as usize).map_or("", |k| k);
                     return Err(format!(
-                        "{kind} completion of {} {:?} by process {p} does not match its invoke of {f} {:?}",
+                        "{kind} completion of {} {:?} by process {p} does not match its invoke of {f} {invoked:?}",
                         e.f,
                         e.key.as_deref().unwrap_or(""),
-                        key.as_deref().unwrap_or("")
                     ));
                 }
                 if kind == EventType::Info {
@@ -325,157 +220,190 @@ impl Validator {
     }
 }
 
-/// Lines parsed in parallel per chunk; validation stays sequential.
-const CHUNK_LINES: usize = 1 << 15;
+/// Bytes read per chunk; the lines of a chunk parse on all cores.
+const CHUNK_BYTES: usize = 4 << 20;
 
-/// Reads a whole history like [`HistoryReader`] (same errors, same
-/// truncated-tail rule), but parses each chunk of lines on all cores: JSON
-/// parsing dominates reading a million-operation history, and the
-/// validation that must see lines in order is cheap.
-pub(crate) fn read_chunked<R: BufRead>(mut input: R) -> Result<History, HistoryError> {
-    use rayon::prelude::*;
-    let mut events = Vec::new();
-    let mut validator = Validator::default();
-    let mut line_no = 0usize;
-    let mut chunk: Vec<String> = Vec::with_capacity(CHUNK_LINES);
-    loop {
-        chunk.clear();
-        let mut eof = false;
-        while chunk.len() < CHUNK_LINES {
-            let mut buf = String::new();
-            match input.read_line(&mut buf) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(_) => chunk.push(buf),
-                Err(e) => {
-                    return Err(HistoryError::Invalid {
-                        line: line_no + chunk.len() + 1,
-                        reason: format!("cannot read: {e}"),
-                    })
-                }
+/// A line longer than this is not an event: refuse it without reading on
+/// (a garbage file with no newline would otherwise be read whole).
+pub const MAX_LINE: usize = 64 << 20;
+
+const BOM: &[u8] = "\u{feff}".as_bytes();
+
+/// What reading a history noticed that is not an error.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadNotes {
+    /// Lines read, blank ones included.
+    pub lines: usize,
+    /// The 1-based line of a last JSON object cut off by a crashed
+    /// writer, which was ignored.
+    pub truncated_line: Option<usize>,
+}
+
+impl ReadNotes {
+    /// A warning for the user, if there is one.
+    pub fn warning(&self) -> Option<String> {
+        self.truncated_line.map(|line| {
+            format!("line {line}: ignored a truncated last line (the writer stopped mid-line)")
+        })
+    }
+}
+
+/// Reads up to `more` bytes onto the end of `buf`; true at the end of input.
+fn read_more<R: Read>(input: &mut R, buf: &mut Vec<u8>, more: usize) -> io::Result<bool> {
+    let old = buf.len();
+    buf.resize(old + more, 0);
+    let n = loop {
+        match input.read(&mut buf[old..]) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                buf.truncate(old);
+                return Err(e);
             }
         }
-        let parsed: Vec<Option<Result<Event, String>>> = chunk
+    };
+    buf.truncate(old + n);
+    Ok(n == 0)
+}
+
+fn cannot_read(line: usize, e: io::Error) -> HistoryError {
+    HistoryError::Invalid {
+        line,
+        reason: format!("cannot read: {e}"),
+    }
+}
+
+/// Whether an unparseable line is the tail of a crashed writer: the last
+/// line, with no newline, and a JSON object that the end of the file cut
+/// off (parsing ran out of input, it did not meet a wrong byte).
+fn is_torn_tail(line: &[u8], err: &serde_json::Error) -> bool {
+    line.trim_ascii_start().starts_with(b"{") && err.is_eof()
+}
+
+/// Streams the events of a JSON Lines history into `sink`, validating each
+/// against the rules of `docs/history.md` before it is handed on.
+///
+/// The file is read in chunks of about 4 MiB whose lines parse on all
+/// cores (JSON parsing dominates reading a million-operation history);
+/// validation and the sink see the events one by one, in order, so nothing
+/// but the chunk in hand is held. A leading UTF-8 byte-order mark is
+/// skipped. A last line without a newline that is a JSON object cut off
+/// by the end of the file is the tail of a crashed writer: it is ignored,
+/// and said so in the returned notes; any other unparseable line is an
+/// error naming its line. A `sink` error is reported at the event's line.
+pub fn read_events<R: Read>(
+    input: R,
+    sink: impl FnMut(Event) -> Result<(), String>,
+) -> Result<ReadNotes, HistoryError> {
+    read_events_in(input, CHUNK_BYTES, sink)
+}
+
+/// [`read_events`] with chunks of `chunk` bytes (tests use tiny ones, so
+/// that every line meets a chunk boundary).
+fn read_events_in<R: Read>(
+    mut input: R,
+    chunk: usize,
+    mut sink: impl FnMut(Event) -> Result<(), String>,
+) -> Result<ReadNotes, HistoryError> {
+    use rayon::prelude::*;
+    let chunk_bytes = chunk.max(1);
+    let mut validator = Validator::default();
+    let mut notes = ReadNotes::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + 64 * 1024);
+    let mut eof = false;
+    let mut at_start = true;
+    // Where the search for a newline resumes (bytes before it have none).
+    let mut scanned = 0usize;
+    loop {
+        // Fill the buffer up to a chunk, then on to the chunk's last newline.
+        let end = loop {
+            let want = if at_start {
+                chunk_bytes.max(BOM.len())
+            } else {
+                chunk_bytes
+            };
+            if !eof && buf.len() < want {
+                eof = read_more(&mut input, &mut buf, chunk_bytes.min(256 * 1024))
+                    .map_err(|e| cannot_read(notes.lines + 1, e))?;
+                continue;
+            }
+            if at_start {
+                at_start = false;
+                if buf.starts_with(BOM) {
+                    buf.drain(..BOM.len());
+                }
+            }
+            if eof {
+                break buf.len();
+            }
+            match buf[scanned..].iter().rposition(|&b| b == b'\n') {
+                Some(i) => break scanned + i + 1,
+                None if buf.len() > MAX_LINE => {
+                    return Err(HistoryError::Invalid {
+                        line: notes.lines + 1,
+                        reason: format!(
+                            "not a history event: a line of more than {} MiB",
+                            MAX_LINE >> 20
+                        ),
+                    })
+                }
+                None => {
+                    // A line longer than a chunk: read on until it ends.
+                    scanned = buf.len();
+                    eof = read_more(&mut input, &mut buf, chunk_bytes)
+                        .map_err(|e| cannot_read(notes.lines + 1, e))?;
+                }
+            }
+        };
+        scanned = 0;
+        let text = &buf[..end];
+        let mut lines: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
+        // The piece after a final newline is not a line.
+        let last_has_newline = text.ends_with(b"\n");
+        if last_has_newline || text.is_empty() {
+            lines.pop();
+        }
+        let parsed: Vec<Option<Result<Event, serde_json::Error>>> = lines
             .par_iter()
             .map(|l| {
-                let t = l.trim();
-                (!t.is_empty()).then(|| serde_json::from_str::<Event>(t).map_err(|e| e.to_string()))
+                let t = l.trim_ascii();
+                (!t.is_empty()).then(|| serde_json::from_slice::<Event>(t))
             })
             .collect();
-        let last = chunk.len();
+        let count = lines.len();
         for (i, p) in parsed.into_iter().enumerate() {
-            line_no += 1;
+            notes.lines += 1;
+            let line = notes.lines;
             let event = match p {
                 None => continue,
                 Some(Ok(e)) => e,
-                Some(Err(_)) if eof && i + 1 == last && !chunk[i].ends_with('\n') => {
-                    tracing::warn!(
-                        line = line_no,
-                        "ignoring a truncated last line (the run stopped mid-write)"
-                    );
-                    return Ok(History { events });
+                Some(Err(e)) if eof && i + 1 == count && !last_has_newline => {
+                    if is_torn_tail(lines[i], &e) {
+                        tracing::warn!(line, "ignoring a truncated last line");
+                        notes.truncated_line = Some(line);
+                        return Ok(notes);
+                    }
+                    return Err(HistoryError::Invalid {
+                        line,
+                        reason: format!("not a history event: {e}"),
+                    });
                 }
                 Some(Err(e)) => {
                     return Err(HistoryError::Invalid {
-                        line: line_no,
+                        line,
                         reason: format!("not a history event: {e}"),
                     })
                 }
             };
             validator
                 .check(&event)
-                .map_err(|reason| HistoryError::Invalid {
-                    line: line_no,
-                    reason,
-                })?;
-            events.push(event);
+                .and_then(|()| sink(event))
+                .map_err(|reason| HistoryError::Invalid { line, reason })?;
         }
         if eof {
-            return Ok(History { events });
+            return Ok(notes);
         }
-    }
-}
-
-/// Streams events from JSON Lines, validating each.
-///
-/// A last line that does not end in a newline and does not parse is the
-/// tail of a crashed writer: it is dropped with a warning, not an error.
-pub struct HistoryReader<R> {
-    input: R,
-    line_no: usize,
-    buf: String,
-    validator: Validator,
-    done: bool,
-}
-
-impl<R: BufRead> HistoryReader<R> {
-    pub fn new(input: R) -> Self {
-        HistoryReader {
-            input,
-            line_no: 0,
-            buf: String::new(),
-            validator: Validator::default(),
-            done: false,
-        }
-    }
-
-    fn invalid(&mut self, reason: String) -> Option<Result<Event, HistoryError>> {
-        self.done = true;
-        Some(Err(HistoryError::Invalid {
-            line: self.line_no,
-            reason,
-        }))
-    }
-}
-
-impl<R: BufRead> Iterator for HistoryReader<R> {
-    type Item = Result<Event, HistoryError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.done {
-                return None;
-            }
-            self.buf.clear();
-            self.line_no += 1;
-            match self.input.read_line(&mut self.buf) {
-                Ok(0) => {
-                    self.done = true;
-                    return None;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    let reason = format!("cannot read: {e}");
-                    return self.invalid(reason);
-                }
-            }
-            let complete = self.buf.ends_with('\n');
-            let line = self.buf.trim();
-            if line.is_empty() {
-                continue;
-            }
-            let event: Event = match serde_json::from_str(line) {
-                Ok(e) => e,
-                Err(_) if !complete => {
-                    tracing::warn!(
-                        line = self.line_no,
-                        "ignoring a truncated last line (the run stopped mid-write)"
-                    );
-                    self.done = true;
-                    return None;
-                }
-                Err(e) => {
-                    let reason = format!("not a history event: {e}");
-                    return self.invalid(reason);
-                }
-            };
-            if let Err(reason) = self.validator.check(&event) {
-                return self.invalid(reason);
-            }
-            return Some(Ok(event));
-        }
+        buf.drain(..end);
     }
 }
 
@@ -529,9 +457,10 @@ impl<W: Write> HistoryWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn parse(text: &str) -> Result<Vec<Event>, HistoryError> {
-        HistoryReader::new(text.as_bytes()).collect()
+        History::read_from(text.as_bytes()).map(|h| h.events)
     }
 
     #[test]
@@ -608,22 +537,144 @@ mod tests {
         assert!(reason.contains("not a history event"), "{reason}");
     }
 
+    /// Regression: a truncated last line that fell exactly on a chunk
+    /// boundary (32,768 lines) was an error instead of the warning.
     #[test]
-    fn read_path_agrees_with_the_streaming_reader() {
+    fn chunk_boundaries_change_nothing() {
         let good = concat!(
-            "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n",
+            "\u{feff}{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n",
             "\n",
-            "{\"index\":1,\"time\":2,\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":3}\n",
+            "{\"index\":1,\"time\":2,\"process\":1,\"type\":\"ok\",\"f\":\"read\",\"value\":3}\r\n",
             "{\"index\":2,\"time\":2,\"proc",
         );
         let bad = good.replace("\"time\":2,\"process\":1", "\"time\":0,\"process\":1");
-        for text in [good.to_string(), bad, "{nope\n".to_string()] {
-            let streamed = parse(&text).map_err(|e| e.to_string());
-            let chunked = read_chunked(text.as_bytes())
-                .map(|h| h.events)
-                .map_err(|e| e.to_string());
-            assert_eq!(streamed, chunked, "{text}");
+        for text in [
+            good.to_string(),
+            bad,
+            "{nope\n".to_string(),
+            "{\"index\":0}".into(),
+        ] {
+            let read = |chunk: usize| {
+                let mut events = Vec::new();
+                read_events_in(text.as_bytes(), chunk, |e| {
+                    events.push(e);
+                    Ok(())
+                })
+                .map(|notes| (events, notes))
+                .map_err(|e| e.to_string())
+            };
+            let whole = read(1 << 20);
+            for chunk in 1..text.len() + 2 {
+                assert_eq!(read(chunk), whole, "chunk {chunk} of {text:?}");
+            }
         }
+        let (events, notes) = {
+            let mut events = Vec::new();
+            let notes = read_events_in(good.as_bytes(), 7, |e| {
+                events.push(e);
+                Ok(())
+            })
+            .unwrap();
+            (events, notes)
+        };
+        assert_eq!(events.len(), 2);
+        assert_eq!(notes.truncated_line, Some(4));
+        assert!(notes.warning().unwrap().contains("line 4"));
+    }
+
+    #[test]
+    fn only_a_cut_off_json_object_is_a_truncated_tail() {
+        let first = "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"read\"}\n";
+        // Garbage, or a whole object that breaks a rule, is an error even
+        // as an unterminated last line.
+        for tail in [
+            "hello world",
+            "\u{1}\u{2}base64+/=",
+            "{\"index\":1}",
+            "{\"index\":1,]",
+            "[1,",
+        ] {
+            let err = parse(&format!("{first}{tail}")).unwrap_err();
+            assert!(err.to_string().starts_with("line 2: "), "{tail:?}: {err}");
+        }
+        assert!(parse("hello world").is_err());
+        let (line, reason) = line_err(&format!("{first}{}", "x".repeat(MAX_LINE + 10)));
+        assert_eq!(line, 2);
+        assert!(reason.contains("more than 64 MiB"), "{reason}");
+    }
+
+    #[test]
+    fn mismatch_marks_only_a_failed_cas() {
+        let (line, reason) = line_err(concat!(
+            "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":1}\n",
+            "{\"index\":1,\"time\":2,\"process\":1,\"type\":\"fail\",\"f\":\"write\",\"value\":1,\"mismatch\":true}\n",
+        ));
+        assert_eq!(line, 2);
+        assert!(reason.contains("failed cas only"), "{reason}");
+        let events = parse(concat!(
+            "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"cas\",\"value\":[1,2]}\n",
+            "{\"index\":1,\"time\":2,\"process\":1,\"type\":\"fail\",\"f\":\"cas\",\"value\":[1,2],\"mismatch\":true}\n",
+        ))
+        .unwrap();
+        assert!(events[1].mismatch && events[1].says_mismatch());
+        let mut out = Vec::new();
+        History::new(events.clone()).write_to(&mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .contains("\"mismatch\":true"));
+        assert!(!serde_json::to_string(&events[0])
+            .unwrap()
+            .contains("mismatch"));
+    }
+
+    #[test]
+    fn not_proposed_marks_only_a_failure_that_compared_nothing() {
+        let invoke =
+            "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"cas\",\"value\":[1,2]}\n";
+        for (done, why) in [
+            (
+                r#""type":"info","f":"cas","value":[1,2],"not_proposed":true"#,
+                "not a info cas",
+            ),
+            (
+                r#""type":"fail","f":"cas","value":[1,2],"mismatch":true,"not_proposed":true"#,
+                "marked `mismatch`",
+            ),
+        ] {
+            let text = format!("{invoke}{{\"index\":1,\"time\":2,\"process\":1,{done}}}\n");
+            let (line, reason) = line_err(&text);
+            assert_eq!(line, 2);
+            assert!(reason.contains(why), "{reason}");
+        }
+        let events = parse(&format!(
+            "{invoke}{}\n",
+            r#"{"index":1,"time":2,"process":1,"type":"fail","f":"cas","value":[1,2],"error":"not-proposed: no leader","not_proposed":true}"#
+        ))
+        .unwrap();
+        assert!(events[1].not_proposed && events[1].says_not_proposed());
+        assert!(!events[1].says_mismatch());
+        let mut out = Vec::new();
+        History::new(events.clone()).write_to(&mut out).unwrap();
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with("\"not_proposed\":true}\n"));
+        assert!(!serde_json::to_string(&events[0])
+            .unwrap()
+            .contains("not_proposed"));
+    }
+
+    /// A history of the previous release said "never proposed" only in
+    /// the `error`: it still reads, and still says so.
+    #[test]
+    fn an_error_prefix_says_not_proposed_in_older_histories() {
+        let events = parse(concat!(
+            "{\"index\":0,\"time\":1,\"process\":1,\"type\":\"invoke\",\"f\":\"write\",\"value\":1}\n",
+            "{\"index\":1,\"time\":2,\"process\":1,\"type\":\"fail\",\"f\":\"write\",\"value\":1,\"error\":\"not-proposed: 503 not-proposed no leader\"}\n",
+        ))
+        .unwrap();
+        assert!(!events[1].not_proposed);
+        assert!(events[1].says_not_proposed());
+        assert!(!events[0].says_not_proposed());
     }
 
     #[test]
@@ -649,6 +700,8 @@ mod tests {
             value: Value::Null,
             error: None,
             node: None,
+            mismatch: false,
+            not_proposed: false,
         };
         assert!(w.write_event(&e).is_err());
     }

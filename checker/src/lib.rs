@@ -5,21 +5,30 @@
 //! - [`history`]: the JSON Lines history format (`docs/history.md`), its
 //!   types, a streaming writer and a validating streaming reader.
 //! - [`import`]: readers for Jepsen logs, EDN lines (Porcupine's kv corpus)
-//!   and Jepsen's `history.edn`, normalised into a [`History`].
+//!   and Jepsen's `history.edn`, normalised into a [`History`], each with
+//!   its format's [`Semantics`]; [`import::open`] opens any history file.
 //! - [`edn`]: the small EDN reader the importers use.
+//! - [`export`]: writes a history as Jepsen's `history.edn`, so Jepsen's
+//!   own checkers can cross-check a verdict (`synod export`).
 //! - [`model`]: the Porcupine-style [`Model`](model::Model) interface, the
-//!   register models (`cas-register`, `kv`) and the partition by key.
+//!   register models (`cas-register`, `kv`), what a format's events mean
+//!   ([`Semantics`]) and the streaming partition by key.
 //! - [`search`]: the per-key Wing-Gong search with Lowe's memoisation.
-//! - [`check`]: the whole-history check (keys in parallel, budgets,
+//! - [`check()`]: the whole-history check (keys in parallel, budgets,
 //!   verdicts) and the explanation of a key that is not linearizable.
 //! - [`report`]: counts, latency histograms, throughput, availability,
 //!   fault windows and recovery, from any history.
 //! - [`plots`]: the report's SVG plots (plotters), fault windows shaded.
+//! - [`palette`]: the colours of the report's plots and of `synod
+//!   compare`'s, in one place.
 //! - [`html`]: the self-contained `report.html` and `explanation.html`.
-//! - [`pipeline`]: [`check_and_report`], the one call the CLI and the bench
-//!   runner make: check, report, write the files ([`check_and_report_with`]
-//!   adds the caller's own [`Section`]s to the report, e.g. the runner's
-//!   peer messages).
+//! - [`pipeline`]: [`check_and_report_input`], the one call the CLI and
+//!   the bench runner make: stream a history file once into the check and
+//!   the report, write the files (the caller's own [`Section`]s join the
+//!   report, e.g. the runner's peer messages); [`check_and_report`] does the
+//!   same for a history in memory.
+//! - [`results`]: [`Results`], the one type of `results.json`, which the
+//!   pipeline writes once and every reader reads back (`docs/results.md`).
 //! - [`gen`]: simulated linearizable histories for tests and benchmarks.
 //! - [`fxhash`]: the fast hash the search's tables use.
 //!
@@ -27,32 +36,39 @@
 //!
 //! ```no_run
 //! use std::path::Path;
-//! use synod_checker::{check_and_report, History, Options};
+//! use synod_checker::import::{self, Format};
+//! use synod_checker::{check_and_report_input, Options};
 //!
-//! let history = History::read_path(Path::new("run/history.jsonl"))?;
-//! let outcome = check_and_report(&history, &Options::default(), Path::new("run"))?;
+//! // Any format; `Auto` guesses. The format brings its meaning.
+//! let input = import::open(Path::new("run/history.jsonl"), Format::Auto)?;
+//! let options = Options { semantics: input.semantics(), ..Options::default() };
+//! let outcome = check_and_report_input(input, &options, Path::new("run"), &[])?;
 //! println!("{}", outcome.summary());
 //! std::process::exit(outcome.exit_code() as i32);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
-//!
-//! To read Jepsen or Porcupine histories, use [`import::read_file`], and pass
-//! its `initial` value in [`Options::initial`].
 pub mod check;
 pub mod edn;
+pub mod export;
 pub mod fxhash;
 pub mod gen;
 pub mod history;
 pub mod html;
 pub mod import;
 pub mod model;
+pub mod palette;
 pub mod pipeline;
 pub mod plots;
 pub mod report;
+pub mod results;
 pub mod search;
 
-pub use check::{check, Checked, Explanation, Options, Verdict};
+pub use check::{check, check_partition, Checked, Explanation, Options, Verdict};
 pub use history::History;
 pub use html::Section;
-pub use model::ModelKind;
-pub use pipeline::{check_and_report, check_and_report_with, Outcome, PipelineError};
+pub use model::{FailedCas, ModelKind, NilRead, Semantics, Ties};
+pub use pipeline::{
+    check_and_report, check_and_report_input, check_and_report_run, check_and_report_with,
+    check_input, JudgedHistory, PipelineError,
+};
+pub use results::{Judgement, Results, ResultsError};

@@ -1,31 +1,47 @@
 //! The whole judging of one history, as `synod check` and the bench runner
 //! both need it: check, report, and write the files of a run directory.
 //!
+//! [`check_and_report_input`] streams a history file once: each event goes
+//! to the [`Partitioner`] (which keeps it only as its key's compact op)
+//! and to the [`ReportBuilder`] (which keeps only aggregates), so a history
+//! is never held whole, let alone twice. [`check_and_report`] does the same
+//! for a history already in memory.
+//!
 //! Files written into `out_dir`:
-//! - `results.json`: verdict, per-key results, explanations, report figures;
+//! - `results.json`: verdict, per-key results, explanations, report
+//!   figures, and the caller's own section ([`crate::results::Results`],
+//!   written once);
 //! - `report.html`: the self-contained report with inline SVG plots;
 //! - `explanation.html`: only when some key is not linearizable;
 //! - `latency-<f>-<outcome>.hgrm`: HdrHistogram percentile spectra (ms).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde_json::json;
+use serde::Serialize;
 
-use crate::check::{check, CheckError, Checked, Options, Verdict};
-use crate::history::History;
+use crate::check::{check_partition, CheckError, Checked, Options, Verdict};
+use crate::history::{Event, History, HistoryError, ReadNotes};
 use crate::html::{self, Section};
-use crate::report::{self, Report};
+use crate::import::Input;
+use crate::model::Partitioner;
+use crate::report::{self, Report, ReportBuilder};
+use crate::results::{CheckOptions, Judgement, Results};
 
 /// What judging a history produced.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct JudgedHistory {
     pub checked: Checked,
     pub report: Report,
     /// Every file written, in order.
     pub files: Vec<PathBuf>,
+    /// What reading noticed that is not an error (a truncated last line).
+    pub warnings: Vec<String>,
+    /// The search's time limit, which the summary states.
+    pub time_limit: Option<Duration>,
 }
 
-impl Outcome {
+impl JudgedHistory {
     pub fn verdict(&self) -> Verdict {
         self.checked.verdict
     }
@@ -44,8 +60,16 @@ impl Outcome {
     pub fn summary(&self) -> String {
         let c = &self.checked;
         let r = &self.report;
-        let mut s = format!(
-            "{}: {} keys, {} operations, model {}, checked in {:.1} ms\n",
+        let mut s = String::new();
+        for w in &self.warnings {
+            s += &format!("warning: {w}\n");
+        }
+        let limit = match self.time_limit {
+            Some(d) => format!("time limit {}", seconds(d)),
+            None => "no time limit".into(),
+        };
+        s += &format!(
+            "{}: {} keys, {} operations, model {}, checked in {:.1} ms ({limit})\n",
             c.verdict.as_str(),
             c.keys.len(),
             r.operations,
@@ -91,9 +115,18 @@ impl Outcome {
     }
 }
 
+/// `600 s`, `1.5 s`.
+pub fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
+}
+
 /// Why a history could not be judged.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    /// The history is not one (bad input).
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    /// It cannot be judged by the model (bad input).
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error("{path}: {source}")]
@@ -119,7 +152,7 @@ pub fn check_and_report(
     history: &History,
     options: &Options,
     out_dir: &Path,
-) -> Result<Outcome, PipelineError> {
+) -> Result<JudgedHistory, PipelineError> {
     check_and_report_with(history, options, out_dir, &[])
 }
 
@@ -130,9 +163,118 @@ pub fn check_and_report_with(
     options: &Options,
     out_dir: &Path,
     sections: &[Section],
-) -> Result<Outcome, PipelineError> {
-    let checked = check(history, options)?;
-    let report = report::report(history);
+) -> Result<JudgedHistory, PipelineError> {
+    judge(options, Some((out_dir, sections, None::<&()>)), |sink| {
+        for e in &history.events {
+            sink(e).map_err(|reason| HistoryError::Invalid {
+                line: e.index as usize + 1,
+                reason,
+            })?;
+        }
+        Ok(ReadNotes::default())
+    })
+}
+
+/// Streams a history file into the check and the report (see the module
+/// doc), then writes the files into `out_dir`. `options.semantics` should
+/// be the input's ([`Input::semantics`]) or what the caller chose instead.
+pub fn check_and_report_input(
+    input: Input,
+    options: &Options,
+    out_dir: &Path,
+    sections: &[Section],
+) -> Result<JudgedHistory, PipelineError> {
+    judge(options, Some((out_dir, sections, None::<&()>)), |sink| {
+        input.events(|e| sink(&e))
+    })
+}
+
+/// [`check_and_report_input`] for a caller with figures of its own: `run`
+/// becomes `results.json`'s `run` section, in the one write of the file.
+pub fn check_and_report_run<R: Serialize>(
+    input: Input,
+    options: &Options,
+    out_dir: &Path,
+    sections: &[Section],
+    run: &R,
+) -> Result<JudgedHistory, PipelineError> {
+    judge(options, Some((out_dir, sections, Some(run))), |sink| {
+        input.events(|e| sink(&e))
+    })
+}
+
+/// [`check_and_report_input`] without the files: the verdict and the
+/// report only (`synod check` of many histories).
+pub fn check_input(input: Input, options: &Options) -> Result<JudgedHistory, PipelineError> {
+    judge(options, None::<(&Path, &[Section], Option<&()>)>, |sink| {
+        input.events(|e| sink(&e))
+    })
+}
+
+type Sink<'a> = dyn FnMut(&Event) -> Result<(), String> + 'a;
+
+/// One pass over the events that `feed` hands out, then the check and, if
+/// asked, the files.
+fn judge<R: Serialize>(
+    options: &Options,
+    files_into: Option<(&Path, &[Section], Option<&R>)>,
+    feed: impl FnOnce(&mut Sink<'_>) -> Result<ReadNotes, HistoryError>,
+) -> Result<JudgedHistory, PipelineError> {
+    let mut keys = Partitioner::new(options.model, &options.semantics);
+    let mut builder = ReportBuilder::new();
+    let notes = feed(&mut |e: &Event| {
+        builder.push(e);
+        keys.push(e).map_err(|m| m.reason())
+    })?;
+    let partition = keys.finish().map_err(CheckError::from)?;
+    let checked = check_partition(partition, options);
+    let report = builder.finish();
+    let (checked, report, files) = match files_into {
+        Some((out_dir, sections, run)) => {
+            let results = Results {
+                verdict: Some(checked.verdict),
+                note: None,
+                judgement: Some(Judgement {
+                    model: checked.model.clone(),
+                    operations: report.operations,
+                    options: CheckOptions::of(options),
+                    explanations: checked.explanations.iter().map(Into::into).collect(),
+                    check: checked,
+                    report,
+                }),
+                run,
+            };
+            let files = write_files(&results, out_dir, sections)?;
+            let Some(Judgement { check, report, .. }) = results.judgement else {
+                unreachable!("the results just built have a judgement")
+            };
+            (check, report, files)
+        }
+        None => (checked, report, Vec::new()),
+    };
+    Ok(JudgedHistory {
+        checked,
+        report,
+        files,
+        warnings: notes.warning().into_iter().collect(),
+        time_limit: options.time_limit,
+    })
+}
+
+/// Writes the files of the module doc; returns their paths.
+fn write_files<R: Serialize>(
+    results: &Results<&R>,
+    out_dir: &Path,
+    sections: &[Section],
+) -> Result<Vec<PathBuf>, PipelineError> {
+    let Some(Judgement {
+        check: checked,
+        report,
+        ..
+    }) = &results.judgement
+    else {
+        unreachable!("only judged results are written here")
+    };
     std::fs::create_dir_all(out_dir).map_err(|e| PipelineError::Io {
         path: out_dir.display().to_string(),
         source: e,
@@ -143,38 +285,12 @@ pub fn check_and_report_with(
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "history".into());
     let mut files = Vec::new();
-    let explanations: Vec<_> = checked
-        .explanations
-        .iter()
-        .map(|e| {
-            json!({
-                "key": e.key,
-                "failing": e.failing,
-                "text": e.to_text(),
-                "prefix": e.prefix,
-                "state_after_prefix": e.state_after_prefix,
-                "window": e.window.iter().map(|&i| &e.ops[i]).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let results = json!({
-        "verdict": checked.verdict,
-        "model": checked.model,
-        "operations": report.operations,
-        "options": {
-            "time_limit_s": options.time_limit.map(|d| d.as_secs_f64()),
-            "memory_limit_bytes": options.memory_limit,
-        },
-        "check": checked,
-        "explanations": explanations,
-        "report": report,
-    });
-    let text = serde_json::to_string_pretty(&results)
+    let text = serde_json::to_string_pretty(results)
         .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()));
     write(out_dir.join("results.json"), &text, &mut files)?;
     write(
         out_dir.join("report.html"),
-        &html::report_page_with(&title, &checked, &report, sections),
+        &html::report_page_with(&title, checked, report, sections),
         &mut files,
     )?;
     if !checked.explanations.is_empty() {
@@ -196,9 +312,5 @@ pub fn check_and_report_with(
             &mut files,
         )?;
     }
-    Ok(Outcome {
-        checked,
-        report,
-        files,
-    })
+    Ok(files)
 }

@@ -12,23 +12,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::history::EventType;
+use crate::palette::{FAIL, FAULT_WINDOWS, INFO, OK};
 use crate::report::{FaultWindow, Report, Second};
 
 const W: u32 = 960;
 const H: u32 = 320;
-/// A million points make an SVG nobody can open: sample beyond this.
-const MAX_POINTS: usize = 20_000;
-
-const PALETTE: [RGBColor; 5] = [
-    RGBColor(230, 159, 0),
-    RGBColor(86, 180, 233),
-    RGBColor(204, 121, 167),
-    RGBColor(0, 158, 115),
-    RGBColor(240, 228, 66),
-];
-const OK: RGBColor = RGBColor(0, 128, 64);
-const FAIL: RGBColor = RGBColor(200, 30, 30);
-const INFO: RGBColor = RGBColor(230, 140, 0);
 
 fn secs(r: &Report, t: u64) -> f64 {
     t.saturating_sub(r.start) as f64 / 1e9
@@ -81,7 +69,7 @@ fn shade<Y: Ranged<ValueType = f64>>(
                 names.len() - 1
             }
         };
-        let colour = PALETTE[i % PALETTE.len()];
+        let colour = FAULT_WINDOWS[i % FAULT_WINDOWS.len()];
         let a = secs(r, w.start);
         let b = secs(r, w.stop.unwrap_or(r.end));
         chart
@@ -103,19 +91,15 @@ fn shade<Y: Ranged<ValueType = f64>>(
 
 /// Latency of every op (sampled) over time, log scale, coloured by outcome.
 pub fn latency_scatter(r: &Report) -> String {
-    let points: Vec<(f64, f64, EventType)> = {
-        let done: Vec<_> = r.ops.iter().filter(|o| o.complete.is_some()).collect();
-        let stride = done.len().div_ceil(MAX_POINTS).max(1);
-        done.iter()
-            .enumerate()
-            .filter(|(i, o)| i % stride == 0 || o.outcome != EventType::Ok)
-            .take(MAX_POINTS * 2)
-            .filter_map(|(_, o)| {
-                let lat = o.latency()? as f64 / 1e6;
-                Some((secs(r, o.complete?), lat.max(1e-3), o.outcome))
-            })
-            .collect()
-    };
+    // The report keeps an even sample of the ops (`Report::samples`).
+    let points: Vec<(f64, f64, EventType)> = r
+        .samples
+        .iter()
+        .map(|o| {
+            let lat = o.latency as f64 / 1e6;
+            (secs(r, o.complete), lat.max(1e-3), o.outcome)
+        })
+        .collect();
     let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.5;
     let y_min = points.iter().map(|p| p.1).fold(y_max, f64::min).max(1e-3) / 1.5;
     draw(|root| {

@@ -3,8 +3,12 @@
 //!
 //! Every operation becomes a *call* entry at its invocation time and a
 //! *return* entry at its completion time, in one doubly linked list sorted
-//! by time (calls before returns at equal times: ops that touch in time are
-//! concurrent, the sound choice). The search walks the list from the head:
+//! by time. At equal times the order depends on the history: where its
+//! order is the order one recorder observed the events in (Synod's own),
+//! the earlier event comes first, so an op whose completion was recorded
+//! before another's invocation precedes it; elsewhere calls come before
+//! returns, so ops that touch in time are concurrent (the sound choice when
+//! nothing orders them). The search walks the list from the head:
 //! at a call entry it tries to linearize that operation now (the model
 //! accepts it in the current state); if so it lifts both entries out of the
 //! list, pushes an undo record and restarts from the head. Reaching a
@@ -28,7 +32,7 @@ use std::time::Instant;
 use hashbrown::HashTable;
 
 use crate::fxhash::FxHasher;
-use crate::model::{Model, Op};
+use crate::model::{KeyOp, Model};
 use std::hash::{Hash, Hasher};
 
 const NONE: u32 = u32::MAX;
@@ -100,15 +104,18 @@ struct Entries {
 }
 
 impl Entries {
-    fn new(ops: &[Op]) -> Self {
-        let mut ents: Vec<(u64, bool, u32)> = Vec::with_capacity(ops.len() * 2);
+    /// `ordered`: ties in time are broken by event index (see the module
+    /// doc); otherwise calls sort before returns at equal times.
+    fn new(ops: &[KeyOp], ordered: bool) -> Self {
+        let mut ents: Vec<(u64, u64, bool, u32)> = Vec::with_capacity(ops.len() * 2);
         for (i, op) in ops.iter().enumerate() {
-            ents.push((op.call, false, i as u32));
+            let tie = |index: u64, is_ret: bool| if ordered { index } else { is_ret as u64 };
+            ents.push((op.call, tie(op.invoke_index, false), false, i as u32));
             if op.definite {
-                ents.push((op.ret, true, i as u32));
+                let at = op.complete_index.unwrap_or(u64::MAX);
+                ents.push((op.ret, tie(at, true), true, i as u32));
             }
         }
-        // (time, is_return): calls sort before returns at equal times.
         ents.sort_unstable();
         let mut nodes = Vec::with_capacity(ents.len() + 1);
         nodes.push(Node {
@@ -119,7 +126,7 @@ impl Entries {
             next: if ents.is_empty() { NONE } else { 1 },
         });
         let mut ret_of = vec![NONE; ops.len()];
-        for (i, &(_, is_ret, op)) in ents.iter().enumerate() {
+        for (i, &(_, _, is_ret, op)) in ents.iter().enumerate() {
             let idx = i as u32 + 1;
             if is_ret {
                 ret_of[op as usize] = idx;
@@ -203,6 +210,17 @@ impl<S: Eq + Hash> Cache<S> {
         }
     }
 
+    /// A cache sized for a search of `ops` ops, which stores at least one
+    /// pair per op it linearizes: growing by doubling from empty rehashed
+    /// and copied the memo a dozen times per key. The arena's advance is
+    /// capped (8 MiB), since a long key's bitsets are long too.
+    fn for_ops(words: usize, ops: usize) -> Self {
+        let mut cache = Self::new(words);
+        cache.table.reserve(ops, |_| 0);
+        cache.arena.reserve(ops.saturating_mul(words).min(1 << 20));
+        cache
+    }
+
     fn hash(set_hash: u64, state: &S) -> u64 {
         let mut h = FxHasher::default();
         h.write_u64(set_hash);
@@ -275,15 +293,22 @@ pub struct Search<S> {
 }
 
 impl<S: Clone + Eq + Hash> Search<S> {
-    pub fn new<M: Model<State = S>>(model: &M, ops: &[Op], track_longest: bool) -> Self {
-        let entries = Entries::new(ops);
+    /// `ordered`: ties in time are broken by event index (the module doc,
+    /// [`crate::model::Ties`]).
+    pub fn new<M: Model<State = S>>(
+        model: &M,
+        ops: &[KeyOp],
+        ordered: bool,
+        track_longest: bool,
+    ) -> Self {
+        let entries = Entries::new(ops, ordered);
         let words = ops.len().div_ceil(64).max(1);
         let entry = entries.nodes[0].next;
         Search {
             entries,
             bits: vec![0u64; words],
             set_hash: 0,
-            cache: Cache::new(words),
+            cache: Cache::for_ops(words, ops.len()),
             state: model.init(),
             stack: Vec::new(),
             definite_total: ops.iter().filter(|o| o.definite).count(),
@@ -325,8 +350,12 @@ impl<S: Clone + Eq + Hash> Search<S> {
             .fetch_sub(self.cache.reported, Ordering::Relaxed);
         self.cache.reported = 0;
         self.explored_at_end = self.cache.table.len();
-        // Free the memo now: a finished key keeps only its verdict.
+        // Free the memo and the lists now: a finished key keeps only its
+        // verdict and its longest linearization.
         self.cache = Cache::new(self.cache.words);
+        self.entries = Entries { nodes: Vec::new() };
+        self.stack = Vec::new();
+        self.bits = Vec::new();
         self.done = Some(outcome);
         self.done
     }
@@ -336,7 +365,7 @@ impl<S: Clone + Eq + Hash> Search<S> {
     pub fn run<M: Model<State = S>>(
         &mut self,
         model: &M,
-        ops: &[Op],
+        ops: &[KeyOp],
         limits: &Limits,
         budget: u64,
     ) -> Option<SearchOutcome> {
@@ -418,11 +447,12 @@ impl<S: Clone + Eq + Hash> Search<S> {
 /// Searches `ops` to the end (or until a limit runs out).
 pub fn search<M: Model>(
     model: &M,
-    ops: &[Op],
+    ops: &[KeyOp],
+    ordered: bool,
     limits: &Limits,
     track_longest: bool,
 ) -> SearchResult {
-    let mut s = Search::new(model, ops, track_longest);
+    let mut s = Search::new(model, ops, ordered, track_longest);
     loop {
         if let Some(outcome) = s.run(model, ops, limits, u64::MAX) {
             return SearchResult {

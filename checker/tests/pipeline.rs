@@ -15,6 +15,8 @@ fn ev(time: u64, process: Process, kind: EventType, f: Fun, value: Value) -> Eve
         value,
         error: None,
         node: None,
+        mismatch: false,
+        not_proposed: false,
     }
 }
 
@@ -75,6 +77,13 @@ fn an_invalid_run_gets_results_report_and_explanation() {
     );
     assert_eq!(results["report"]["faults"][0]["name"], "partition");
     assert_eq!(results["report"]["faults"][0]["recovery"], json!(s));
+    // The same file through its one type, as every reader reads it.
+    let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    let typed = synod_checker::Results::<Value>::from_json(&text).unwrap();
+    let judgement = typed.judgement.expect("a judged history");
+    assert_eq!(judgement.check.invalid_keys, vec!["k".to_string()]);
+    assert_eq!(judgement.report.faults[0].recovery, Some(s));
+    assert!(typed.run.is_none() && typed.note.is_none());
 
     let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("partition"));

@@ -5,16 +5,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::json;
+use synod_wire::Role;
 
-use crate::backend::{Backend, LeaderReport, NodeId};
+use crate::backend::{Backend, LeaderReport, NodeName};
 use crate::error::{NemesisError, Result};
 
 /// What `GET /admin/status` says; only the fields the nemesis reads.
 #[derive(Clone, Debug, Deserialize)]
 pub struct NodeStatus {
-    /// `leader`, `candidate` or `follower`.
+    /// `None` if the node does not say (not a Synod node).
     #[serde(default)]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     /// Who this node believes leads, if it says.
     #[serde(default)]
     pub leader: Option<serde_json::Value>,
@@ -27,6 +28,13 @@ pub struct Admin {
     /// nemesis' schedule.
     http: reqwest::Client,
     token: String,
+}
+
+/// A fresh cluster token: 32 hex digits from the OS's random source. A
+/// token derived from anything a run records (its seed is in
+/// `config.json`) would be published with the run.
+pub fn random_token() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// A client for nodes' HTTP APIs: every call bounded by `timeout`, so a
@@ -47,7 +55,7 @@ impl Admin {
         })
     }
 
-    fn err(node: NodeId, what: &'static str, e: impl std::fmt::Display) -> NemesisError {
+    fn err(node: NodeName, what: &'static str, e: impl std::fmt::Display) -> NemesisError {
         NemesisError::Admin {
             node,
             what,
@@ -56,7 +64,7 @@ impl Admin {
     }
 
     /// `GET /admin/status`.
-    pub async fn status<B: Backend>(&self, backend: &B, node: NodeId) -> Result<NodeStatus> {
+    pub async fn status<B: Backend>(&self, backend: &B, node: NodeName) -> Result<NodeStatus> {
         let url = format!("{}/admin/status", backend.url(node)?);
         let r = self
             .http
@@ -74,13 +82,13 @@ impl Admin {
     /// The node that says it is the leader, if exactly one does (ties go to
     /// the lowest id; `None` if nobody claims it or no node answers). A
     /// backend that knows its own way (etcd) is asked instead.
-    pub async fn find_leader<B: Backend>(&self, backend: &B) -> Option<NodeId> {
+    pub async fn find_leader<B: Backend>(&self, backend: &B) -> Option<NodeName> {
         if let LeaderReport::Reported(leader) = backend.report_leader().await {
             return leader;
         }
         for node in backend.nodes() {
             if let Ok(s) = self.status(backend, node).await {
-                if s.role.as_deref() == Some("leader") {
+                if s.role == Some(Role::Leader) {
                     return Some(node);
                 }
             }
@@ -92,7 +100,7 @@ impl Admin {
     pub async fn set_clock<B: Backend>(
         &self,
         backend: &B,
-        node: NodeId,
+        node: NodeName,
         offset_ms: i64,
         rate: f64,
     ) -> Result<()> {
@@ -114,7 +122,7 @@ impl Admin {
     /// `POST /admin/crash {"lose_unsynced": true}`: the node drops what it
     /// has not fsynced and exits. The connection may die with the node, so
     /// a transport error after sending is expected and not an error.
-    pub async fn crash<B: Backend>(&self, backend: &B, node: NodeId) -> Result<()> {
+    pub async fn crash<B: Backend>(&self, backend: &B, node: NodeName) -> Result<()> {
         let url = format!("{}/admin/crash", backend.url(node)?);
         match self
             .http

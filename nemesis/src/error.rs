@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::NodeId;
+use crate::NodeName;
 
 /// Why a backend or the nemesis could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +24,10 @@ pub enum NemesisError {
     )]
     EtcdBinaryMissing { path: PathBuf },
 
+    /// The lose-unsynced-writes filesystem cannot be mounted here.
+    #[error("{0}")]
+    Filesystem(#[from] synod_lazyfs::Error),
+
     /// A fault this backend cannot inject.
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -35,7 +39,7 @@ pub enum NemesisError {
     /// Spawning a node process failed.
     #[error("cannot start node {node} ({}): {source}", bin.display())]
     Spawn {
-        node: NodeId,
+        node: NodeName,
         bin: PathBuf,
         #[source]
         source: std::io::Error,
@@ -44,19 +48,19 @@ pub enum NemesisError {
     /// A node exited or never answered while we waited for it to come up.
     #[error("node {node} did not become healthy: {reason} (see its log: {})", log.display())]
     NotHealthy {
-        node: NodeId,
+        node: NodeName,
         reason: String,
         log: PathBuf,
     },
 
     /// A node id that is not in this cluster.
     #[error("no such node: {0}")]
-    UnknownNode(NodeId),
+    UnknownNode(NodeName),
 
     /// An admin request to a node failed.
     #[error("admin request {what} to node {node} failed: {reason}")]
     Admin {
-        node: NodeId,
+        node: NodeName,
         what: &'static str,
         reason: String,
     },
@@ -69,6 +73,14 @@ pub enum NemesisError {
     /// a shape the kind does not have, or a kind twice in one step.
     #[error("bad fault {spec:?}: {reason}")]
     BadFaultSpec { spec: String, reason: String },
+
+    /// A host of the ssh backend that cannot take part, and why.
+    #[error("host {host}: {problem}")]
+    Host { host: String, problem: String },
+
+    /// Several hosts of the ssh backend that cannot take part.
+    #[error("the hosts are not ready: {0}")]
+    Hosts(String),
 
     /// Any other I/O failure, with what we were doing.
     #[error("{what}: {source}")]

@@ -10,10 +10,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::{Backend, Link, NodeId};
+use crate::backend::{Backend, Link, LinkFault, NodeName};
 use crate::error::{NemesisError, Result};
 use crate::fault::FaultKind;
-use crate::proxy::LinkFault;
 
 /// The faults an external cluster supports: those of the admin API.
 pub const EXTERNAL_FAULTS: [FaultKind; 2] = [FaultKind::Clock, FaultKind::PowerLoss];
@@ -61,7 +60,7 @@ impl ExternalBackend {
         })
     }
 
-    async fn healthy(&self, node: NodeId) -> bool {
+    async fn healthy(&self, node: NodeName) -> bool {
         let Ok(url) = self.url(node) else {
             return false;
         };
@@ -71,7 +70,7 @@ impl ExternalBackend {
         )
     }
 
-    async fn wait_healthy(&self, node: NodeId) -> Result<()> {
+    async fn wait_healthy(&self, node: NodeName) -> Result<()> {
         let deadline = tokio::time::Instant::now() + self.ready_timeout;
         while !self.healthy(node).await {
             if tokio::time::Instant::now() >= deadline {
@@ -92,11 +91,11 @@ impl ExternalBackend {
 }
 
 impl Backend for ExternalBackend {
-    fn nodes(&self) -> Vec<NodeId> {
-        (1..=self.urls.len() as u32).map(NodeId).collect()
+    fn nodes(&self) -> Vec<NodeName> {
+        (1..=self.urls.len() as u32).map(NodeName).collect()
     }
 
-    fn url(&self, node: NodeId) -> Result<String> {
+    fn url(&self, node: NodeName) -> Result<String> {
         self.urls
             .get((node.0 as usize).wrapping_sub(1))
             .cloned()
@@ -107,13 +106,13 @@ impl Backend for ExternalBackend {
         &self.token
     }
 
-    fn log_path(&self, _node: NodeId) -> Option<PathBuf> {
+    fn log_path(&self, _node: NodeName) -> Option<PathBuf> {
         None
     }
 
     /// Assumed running: after a power loss `reap` and `restart` wait on
     /// `/health` instead.
-    fn is_running(&self, _node: NodeId) -> bool {
+    fn is_running(&self, _node: NodeName) -> bool {
         true
     }
 
@@ -124,31 +123,31 @@ impl Backend for ExternalBackend {
         Ok(())
     }
 
-    async fn stop(&self, _node: NodeId) -> Result<()> {
+    async fn stop(&self, _node: NodeName) -> Result<()> {
         Err(refuse("stopping a node"))
     }
 
-    async fn kill(&self, _node: NodeId) -> Result<()> {
+    async fn kill(&self, _node: NodeName) -> Result<()> {
         Err(refuse("kill"))
     }
 
     /// After an admin crash: gives the supervisor `grace` plus the ready
     /// timeout to bring the node back.
-    async fn reap(&self, node: NodeId, grace: Duration) -> Result<()> {
+    async fn reap(&self, node: NodeName, grace: Duration) -> Result<()> {
         tokio::time::sleep(grace.min(Duration::from_secs(1))).await;
         self.wait_healthy(node).await
     }
 
-    async fn restart(&self, node: NodeId) -> Result<()> {
+    async fn restart(&self, node: NodeName) -> Result<()> {
         self.wait_healthy(node).await
     }
 
-    fn pause(&self, _node: NodeId) -> Result<()> {
+    fn pause(&self, _node: NodeName) -> Result<()> {
         Err(refuse("pause"))
     }
 
     /// Nothing was paused, so nothing to continue.
-    fn resume(&self, _node: NodeId) -> Result<()> {
+    fn resume(&self, _node: NodeName) -> Result<()> {
         Ok(())
     }
 

@@ -52,8 +52,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::backend::NodeId;
-use crate::proxy::{carry, set_if_changed, ConnFault, LinkFault};
+use crate::backend::{LinkFault, NodeName};
+use crate::lock;
+use crate::proxy::{carry, set_if_changed, ConnFault};
 
 /// The longest request head the proxy reads to find the sender; a Go client
 /// writes a few hundred bytes.
@@ -159,13 +160,13 @@ fn worst<'a>(faults: impl Iterator<Item = &'a LinkFault>) -> LinkFault {
 /// proxy.
 struct Routes {
     /// The member this proxy stands in front of.
-    me: NodeId,
+    me: NodeName,
     /// etcd's member ids, learnt after start.
-    members: BTreeMap<u64, NodeId>,
+    members: BTreeMap<u64, NodeName>,
     /// The fault of each link `from -> me`.
-    inbound: BTreeMap<NodeId, LinkFault>,
+    inbound: BTreeMap<NodeName, LinkFault>,
     /// The fault of each link `me -> to`.
-    outbound: BTreeMap<NodeId, LinkFault>,
+    outbound: BTreeMap<NodeName, LinkFault>,
     /// One channel per sender id seen (`None`: unknown origin); every
     /// connection watches its sender's.
     channels: BTreeMap<Option<u64>, watch::Sender<ConnFault>>,
@@ -223,7 +224,7 @@ pub struct MemberProxy {
 impl MemberProxy {
     /// Starts a proxy for member `me` on an ephemeral port of 127.0.0.1,
     /// forwarding to `target`, the member's real peer port.
-    pub async fn start(me: NodeId, target: SocketAddr) -> std::io::Result<MemberProxy> {
+    pub async fn start(me: NodeName, target: SocketAddr) -> std::io::Result<MemberProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let listen = listener.local_addr()?;
         let routes = Arc::new(Mutex::new(Routes {
@@ -247,21 +248,21 @@ impl MemberProxy {
     }
 
     /// Tells the proxy which etcd member id is which node.
-    pub fn learn(&self, members: &BTreeMap<u64, NodeId>) {
+    pub fn learn(&self, members: &BTreeMap<u64, NodeName>) {
         let mut r = lock(&self.routes);
         r.members = members.clone();
         r.refresh();
     }
 
     /// Puts `fault` in force on the link `from -> me`; idempotent.
-    pub fn set_inbound(&self, from: NodeId, fault: LinkFault) {
+    pub fn set_inbound(&self, from: NodeName, fault: LinkFault) {
         let mut r = lock(&self.routes);
         r.inbound.insert(from, fault);
         r.refresh();
     }
 
     /// Puts `fault` in force on the link `me -> to`; idempotent.
-    pub fn set_outbound(&self, to: NodeId, fault: LinkFault) {
+    pub fn set_outbound(&self, to: NodeName, fault: LinkFault) {
         let mut r = lock(&self.routes);
         r.outbound.insert(to, fault);
         r.refresh();
@@ -280,12 +281,6 @@ impl Drop for MemberProxy {
     fn drop(&mut self) {
         self.accept.abort();
     }
-}
-
-/// Locks the routes, recovering them if a panicking thread poisoned the
-/// lock: healing must still work after a panic.
-fn lock(m: &Mutex<Routes>) -> std::sync::MutexGuard<'_, Routes> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn accept_loop(listener: TcpListener, target: SocketAddr, routes: Arc<Mutex<Routes>>) {
@@ -326,7 +321,7 @@ async fn serve(mut down: TcpStream, target: SocketAddr, routes: Arc<Mutex<Routes
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::Delay;
+    use crate::backend::Delay;
     use tokio::io::AsyncWriteExt;
 
     const STREAM_HEAD: &str = "GET /raft/stream/message/4036b1db24775ea0 HTTP/1.1\r\n\
@@ -390,8 +385,8 @@ mod tests {
 
     fn routes(me: u32) -> Routes {
         Routes {
-            me: NodeId(me),
-            members: BTreeMap::from([(0xa, NodeId(1)), (0xb, NodeId(2)), (0xc, NodeId(3))]),
+            me: NodeName(me),
+            members: BTreeMap::from([(0xa, NodeName(1)), (0xb, NodeName(2)), (0xc, NodeName(3))]),
             inbound: BTreeMap::new(),
             outbound: BTreeMap::new(),
             channels: BTreeMap::new(),
@@ -402,13 +397,13 @@ mod tests {
     fn each_direction_follows_its_own_link_and_unknowns_the_worst() {
         // The proxy in front of n3; n1 -> n3 is cut one way.
         let mut r = routes(3);
-        r.inbound.insert(NodeId(1), blackhole());
+        r.inbound.insert(NodeName(1), blackhole());
         let slow = Delay {
             base: Duration::from_millis(50),
             jitter: Duration::from_millis(10),
         };
         r.outbound.insert(
-            NodeId(2),
+            NodeName(2),
             LinkFault {
                 delay: Some(slow),
                 ..LinkFault::default()
@@ -437,7 +432,7 @@ mod tests {
     fn a_connection_switches_to_its_link_once_the_ids_are_learnt() {
         let mut r = routes(3);
         r.members.clear();
-        r.inbound.insert(NodeId(2), blackhole());
+        r.inbound.insert(NodeName(2), blackhole());
         let rx = r.subscribe(Some(0xa));
         // Before the ids are known, n1's connection is of unknown origin.
         assert!(rx.borrow().to_target.blackhole);
@@ -512,7 +507,7 @@ mod tests {
     async fn a_one_way_cut_holds_only_its_sender_and_direction() {
         let member = fake_member().await;
         // The proxy in front of n3.
-        let proxy = MemberProxy::start(NodeId(3), member).await.unwrap();
+        let proxy = MemberProxy::start(NodeName(3), member).await.unwrap();
         proxy.learn(&routes(3).members);
         let head = |from: &str| {
             format!("GET /raft/stream/message/{from} HTTP/1.1\r\nX-Server-From: {from}\r\n\r\n")
@@ -523,7 +518,7 @@ mod tests {
         assert_eq!(ask(&mut from_n2, &head("b")).await.unwrap(), "b");
         // Cut n3 -> n1 only: n1's requests still arrive, n3's answers to n1
         // are held; n2 is untouched.
-        proxy.set_outbound(NodeId(1), blackhole());
+        proxy.set_outbound(NodeName(1), blackhole());
         let held =
             tokio::time::timeout(Duration::from_millis(300), ask(&mut from_n1, &head("a"))).await;
         assert!(held.is_err(), "n3's reply to n1 must be held");
@@ -540,9 +535,9 @@ mod tests {
     #[tokio::test]
     async fn a_partition_holds_new_connections_and_probes_are_closed_after_one_request() {
         let member = fake_member().await;
-        let proxy = MemberProxy::start(NodeId(3), member).await.unwrap();
+        let proxy = MemberProxy::start(NodeName(3), member).await.unwrap();
         proxy.learn(&routes(3).members);
-        proxy.set_inbound(NodeId(1), blackhole());
+        proxy.set_inbound(NodeName(1), blackhole());
         let mut from_n1 = TcpStream::connect(proxy.listen_addr()).await.unwrap();
         let r = tokio::time::timeout(
             Duration::from_millis(300),
@@ -576,7 +571,7 @@ mod tests {
         );
         // Reset on any link resets connections of unknown origin at once.
         proxy.set_inbound(
-            NodeId(2),
+            NodeName(2),
             LinkFault {
                 reset: true,
                 ..LinkFault::default()

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::admin::Admin;
-use crate::backend::{Backend, Link, NodeId};
+use crate::backend::{Backend, Link, NodeName};
 use crate::error::Result;
 use crate::fault::{Desired, Fault, FaultKind, Skew, Step};
 
@@ -51,18 +51,32 @@ pub struct Nemesis<B: Backend> {
     /// The faults in force, in the order they started.
     active: Vec<Fault>,
     /// The clocks as last set on each node, so only changes are sent.
-    clocks: BTreeMap<NodeId, Skew>,
+    clocks: BTreeMap<NodeName, Skew>,
     /// Set by `heal_all`: tell every node its clock again, whatever we
     /// believe it is.
     resend_clocks: bool,
     sink: EventSink,
     /// The names of the faults in force, for a progress display.
     in_force: watch::Sender<Vec<String>>,
+    /// How a power loss is done.
+    power_loss: PowerLossVia,
+}
+
+/// How the nemesis cuts a node's power.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PowerLossVia {
+    /// SIGKILL, and the backend's filesystem forgets what was not synced:
+    /// works for any process (the default where the backend has one).
+    Filesystem,
+    /// The node's own `POST /admin/crash`: Synod nodes only, and only as
+    /// honest as the node's idea of what it synced; a fast path.
+    AdminCrash,
 }
 
 impl<B: Backend> Nemesis<B> {
     pub fn new(backend: Arc<B>, seed: u64, sink: EventSink) -> Result<Nemesis<B>> {
         let admin = Admin::new(backend.token())?;
+        let backend_loses_writes = backend.loses_unsynced_writes();
         Ok(Nemesis {
             backend,
             admin,
@@ -72,7 +86,23 @@ impl<B: Backend> Nemesis<B> {
             resend_clocks: false,
             sink,
             in_force: watch::channel(Vec::new()).0,
+            power_loss: if backend_loses_writes {
+                PowerLossVia::Filesystem
+            } else {
+                PowerLossVia::AdminCrash
+            },
         })
+    }
+
+    /// Cuts power through the nodes' admin crash instead of the backend's
+    /// filesystem.
+    pub fn use_admin_crash(&mut self) {
+        self.power_loss = PowerLossVia::AdminCrash;
+    }
+
+    /// How this nemesis cuts power.
+    pub fn power_loss_via(&self) -> PowerLossVia {
+        self.power_loss
     }
 
     /// Follows the names of the faults in force.
@@ -101,7 +131,17 @@ impl<B: Backend> Nemesis<B> {
     /// Puts `faults` in force at once (one reconcile), recording a
     /// `start-<kind>` for each first.
     pub async fn start_together(&mut self, faults: Vec<Fault>) {
-        for fault in faults {
+        for mut fault in faults {
+            if fault.kind == FaultKind::PowerLoss {
+                // Say in the history how the power was cut.
+                if let Value::Object(m) = &mut fault.value {
+                    let via = match self.power_loss {
+                        PowerLossVia::Filesystem => "filesystem",
+                        PowerLossVia::AdminCrash => "admin-crash",
+                    };
+                    m.insert("via".into(), via.into());
+                }
+            }
             (self.sink)(NemesisEvent {
                 f: format!("start-{}", fault.kind),
                 value: fault.value.clone(),
@@ -175,16 +215,15 @@ impl<B: Backend> Nemesis<B> {
                 }
             }
         }
+        if let Err(e) = backend.commit_links() {
+            errors.push(e.to_string());
+        }
         // Clocks before kills: a node that is about to go down still hears.
         for &n in &nodes {
             let want = desired.clocks.get(&n).copied().unwrap_or(Skew::NONE);
             let known = self.clocks.get(&n).copied().unwrap_or(Skew::NONE);
             if (self.resend_clocks || known != want) && backend.is_running(n) {
-                match self
-                    .admin
-                    .set_clock(&*backend, n, want.offset_ms, want.rate)
-                    .await
-                {
+                match self.set_clock(n, want).await {
                     Ok(()) => {
                         self.clocks.insert(n, want);
                     }
@@ -192,11 +231,15 @@ impl<B: Backend> Nemesis<B> {
                 }
             }
         }
+        let mut restarts = Vec::new();
         for &n in &nodes {
             match desired.down.get(&n) {
                 Some(&power_loss) => {
                     if backend.is_running(n) {
-                        let r = if power_loss && !desired.paused.contains(&n) {
+                        let via = self.power_loss;
+                        let r = if power_loss && via == PowerLossVia::Filesystem {
+                            backend.power_off(n).await
+                        } else if power_loss && !desired.paused.contains(&n) {
                             match self.admin.crash(&*backend, n).await {
                                 Ok(()) => backend.reap(n, Duration::from_secs(3)).await,
                                 Err(e) => {
@@ -217,11 +260,26 @@ impl<B: Backend> Nemesis<B> {
                 None => {
                     if !backend.is_running(n) {
                         self.clocks.remove(&n);
-                        if let Err(e) = backend.restart(n).await {
-                            errors.push(e.to_string());
-                        }
+                        restarts.push(n);
                     }
                 }
+            }
+        }
+        // Every node that comes back starts at once: a cluster that lost
+        // power whole (etcd) answers its health checks only once a
+        // majority runs.
+        let waits: Vec<_> = restarts
+            .into_iter()
+            .map(|n| {
+                let b = backend.clone();
+                tokio::spawn(async move { b.restart(n).await })
+            })
+            .collect();
+        for w in waits {
+            match w.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(e) => errors.push(format!("a restart panicked: {e}")),
             }
         }
         for &n in &nodes {
@@ -240,17 +298,25 @@ impl<B: Backend> Nemesis<B> {
         for &n in &nodes {
             if let Some(&want) = desired.clocks.get(&n) {
                 if self.clocks.get(&n) != Some(&want) && backend.is_running(n) {
-                    if let Ok(()) = self
-                        .admin
-                        .set_clock(&*backend, n, want.offset_ms, want.rate)
-                        .await
-                    {
+                    if let Ok(()) = self.set_clock(n, want).await {
                         self.clocks.insert(n, want);
                     }
                 }
             }
         }
         errors
+    }
+
+    /// Sets a node's clock: through the backend if it has a way of its
+    /// own (libfaketime), else through the node's admin clock.
+    async fn set_clock(&self, n: NodeName, want: Skew) -> Result<()> {
+        if self.backend.skews_clocks() {
+            self.backend.skew_clock(n, want.offset_ms, want.rate)
+        } else {
+            self.admin
+                .set_clock(&*self.backend, n, want.offset_ms, want.rate)
+                .await
+        }
     }
 
     /// Runs `schedule` until `stop` turns true: quiet for an interval, a

@@ -29,7 +29,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use rand::Rng;
-use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -37,32 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
-/// Extra latency on a link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Delay {
-    /// Added to every chunk.
-    pub base: Duration,
-    /// Upper bound of a uniform random extra per chunk.
-    pub jitter: Duration,
-}
-
-/// What a link does to its traffic; the default is a healthy link.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct LinkFault {
-    /// Nothing flows (a partition, or one direction of it).
-    pub blackhole: bool,
-    /// Traffic flows late.
-    pub delay: Option<Delay>,
-    /// Connections are reset.
-    pub reset: bool,
-}
-
-impl LinkFault {
-    /// Whether this is a healthy link.
-    pub fn is_healthy(&self) -> bool {
-        *self == LinkFault::default()
-    }
-}
+use crate::backend::LinkFault;
 
 /// What one proxied connection does to its bytes, each way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -371,6 +345,7 @@ async fn pipe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::Delay;
     use std::io::ErrorKind;
 
     /// A tiny echo server on 127.0.0.1:0.

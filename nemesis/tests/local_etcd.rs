@@ -4,11 +4,14 @@
 //! the old one back. Runs where Debian's `etcd` binary is on PATH (or at
 //! `SYNOD_ETCD_BIN`); says SKIPPED otherwise.
 
+// SKIPPED lines go straight to stderr, which the test harness does not
+// capture, so a skip shows in `cargo test`'s output.
+use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use synod_nemesis::local::find_etcd_binary;
 use synod_nemesis::{
-    Backend, LeaderReport, Link, LinkFault, LocalBackend, LocalConfig, NodeId, Program,
+    Backend, LeaderReport, Link, LinkFault, LocalBackend, LocalConfig, NodeName, Program,
 };
 
 fn blackhole() -> LinkFault {
@@ -22,8 +25,8 @@ fn blackhole() -> LinkFault {
 async fn leader_where(
     backend: &LocalBackend,
     within: Duration,
-    ok: impl Fn(NodeId) -> bool,
-) -> Option<NodeId> {
+    ok: impl Fn(NodeName) -> bool,
+) -> Option<NodeName> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let LeaderReport::Reported(Some(l)) = backend.report_leader().await {
@@ -38,7 +41,7 @@ async fn leader_where(
 
 /// Puts `fault` on every link from `from` to the others (and, with
 /// `both_ways`, back).
-fn cut(backend: &LocalBackend, x: NodeId, fault: LinkFault, both_ways: bool) {
+fn cut(backend: &LocalBackend, x: NodeName, fault: LinkFault, both_ways: bool) {
     for other in backend.nodes() {
         if other != x {
             backend
@@ -56,7 +59,10 @@ fn cut(backend: &LocalBackend, x: NodeId, fault: LinkFault, both_ways: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolating_or_muting_the_etcd_leader_elects_another() {
     if find_etcd_binary().is_err() {
-        eprintln!("SKIPPED: no etcd binary on PATH (apt-get install etcd-server)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: no etcd binary on PATH (apt-get install etcd-server)"
+        );
         return;
     }
     let dir = std::env::temp_dir().join(format!("synod-local-etcd-{}", std::process::id()));
@@ -66,10 +72,12 @@ async fn isolating_or_muting_the_etcd_leader_elects_another() {
         nodes: 3,
         node_bin: None,
         dir: dir.clone(),
-        token: "local-etcd-test".into(),
+        token: "local-etcd-test-0123456789".into(),
         node_args: Vec::new(),
         base_port: None,
         ready_timeout: Duration::from_secs(30),
+        disk: synod_nemesis::Disk::Plain,
+        clock: synod_nemesis::Clock::Admin,
     })
     .await
     .unwrap();

@@ -9,34 +9,40 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use synod_node::storage::{MemStorage, Storage};
-use synod_node::{ClientRequest, Config, Fsync, Input, Message, Op, Outcome, Replica, Value};
+use synod_node::durability::{self, Pipeline, Release};
+use synod_node::storage::MemStorage;
+use synod_node::{
+    ClientReply, ClientRequest, Config, Fsync, Input, KvOp, Message, Replica, RequestOutcome, Value,
+};
 
 struct Cluster {
     nodes: Vec<Replica>,
-    disks: Vec<MemStorage>,
+    disks: Vec<Pipeline<MemStorage, ClientReply>>,
     wire: VecDeque<(u64, u64, Message)>,
     done: u64,
     failed: u64,
 }
 
 impl Cluster {
+    /// One input through the core and the durability pipeline, synced at
+    /// once (the disk costs nothing here).
     fn drive(&mut self, i: usize, input: Input) {
-        let out = self.nodes[i].handle(input);
+        let mut out = self.nodes[i].handle(input);
+        let mut released = Vec::new();
         let disk = &mut self.disks[i];
-        disk.append(&out.persist).expect("memory disk");
-        disk.sync().expect("memory disk");
-        if let Some(c) = &out.compact {
-            disk.compact(c).expect("memory disk");
-        }
+        let group = durability::split(&mut out, disk.durable(), Some, |r, _| released.push(r));
+        disk.take(group, &mut |r, _| released.push(r))
+            .expect("memory disk");
+        disk.sync(&mut |r, _| released.push(r))
+            .expect("memory disk");
         let from = i as u64 + 1;
-        for (to, m) in out.send {
-            self.wire.push_back((from, to, m));
-        }
-        for r in out.replies {
-            match r.outcome {
-                Outcome::Ok { .. } => self.done += 1,
-                _ => self.failed += 1,
+        for r in released {
+            match r {
+                Release::Message(to, m) => self.wire.push_back((from, to, m)),
+                Release::Reply(r) => match r.outcome {
+                    RequestOutcome::Ok { .. } => self.done += 1,
+                    _ => self.failed += 1,
+                },
             }
         }
     }
@@ -76,7 +82,9 @@ fn run(total: u64, window: u64, batch: usize, pipeline: usize) -> (f64, f64, u64
         .collect();
     let mut cl = Cluster {
         nodes,
-        disks: (0..3).map(|_| MemStorage::new(Fsync::Always)).collect(),
+        disks: (0..3)
+            .map(|_| Pipeline::new(MemStorage::new(Fsync::Always), Fsync::Always))
+            .collect(),
         wire: VecDeque::new(),
         done: 0,
         failed: 0,
@@ -95,7 +103,7 @@ fn run(total: u64, window: u64, batch: usize, pipeline: usize) -> (f64, f64, u64
             let req = ClientRequest {
                 id: sent,
                 dedup: None,
-                op: Op::Write {
+                op: KvOp::Write {
                     key: format!("k{}", sent % 1000),
                     value: Value::Int(sent as i64),
                 },

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, Op, Outcome, Slot};
+use crate::types::{Command, KvOp, RequestOutcome, Slot};
 
 /// The state machine and everything needed to rebuild it (its snapshot).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -18,7 +18,7 @@ pub struct Kv {
     pub map: BTreeMap<String, crate::types::Value>,
     /// Client id -> (its last applied sequence number, that reply): a
     /// retried command is applied once and its first reply returned again.
-    pub sessions: BTreeMap<u64, (u64, Outcome)>,
+    pub sessions: BTreeMap<u64, (u64, RequestOutcome)>,
     /// Every slot below this one has been applied.
     pub applied: Slot,
     /// A running hash over everything applied (order-sensitive).
@@ -27,14 +27,14 @@ pub struct Kv {
 
 impl Kv {
     /// Applies one chosen command and returns its outcome.
-    pub fn apply(&mut self, cmd: &Command) -> Outcome {
+    pub fn apply(&mut self, cmd: &Command) -> RequestOutcome {
         if let Some(d) = cmd.dedup {
             if let Some((seq, reply)) = self.sessions.get(&d.client) {
                 if *seq == d.seq {
                     return reply.clone();
                 }
                 if *seq > d.seq {
-                    return Outcome::Indeterminate {
+                    return RequestOutcome::Indeterminate {
                         reason: format!(
                             "client {} seq {} is older than its last applied seq {seq}",
                             d.client, d.seq
@@ -52,34 +52,34 @@ impl Kv {
     }
 
     /// Reads without going through the log (lease and local reads).
-    pub fn read(&self, key: &str) -> Outcome {
-        Outcome::Ok {
+    pub fn read(&self, key: &str) -> RequestOutcome {
+        RequestOutcome::Ok {
             value: self.map.get(key).cloned(),
         }
     }
 
-    fn execute(&mut self, op: &Op) -> Outcome {
+    fn execute(&mut self, op: &KvOp) -> RequestOutcome {
         match op {
-            Op::Read { key } => self.read(key),
-            Op::Write { key, value } => {
+            KvOp::Read { key } => self.read(key),
+            KvOp::Write { key, value } => {
                 match self.map.get_mut(key) {
                     Some(v) => *v = value.clone(),
                     None => {
                         self.map.insert(key.clone(), value.clone());
                     }
                 }
-                Outcome::Ok {
+                RequestOutcome::Ok {
                     value: Some(value.clone()),
                 }
             }
-            Op::Cas { key, expected, new } => match self.map.get(key) {
+            KvOp::Cas { key, expected, new } => match self.map.get(key) {
                 Some(v) if v == expected => {
                     self.map.insert(key.clone(), new.clone());
-                    Outcome::Ok {
+                    RequestOutcome::Ok {
                         value: Some(new.clone()),
                     }
                 }
-                found => Outcome::CasMismatch {
+                found => RequestOutcome::CasMismatch {
                     found: found.cloned(),
                 },
             },
@@ -141,7 +141,7 @@ mod tests {
     use super::*;
     use crate::types::{ClientSeq, CmdId, Value};
 
-    fn cmd(dedup: Option<(u64, u64)>, op: Op) -> Command {
+    fn cmd(dedup: Option<(u64, u64)>, op: KvOp) -> Command {
         Command {
             id: CmdId {
                 node: 1,
@@ -158,20 +158,20 @@ mod tests {
         let mut kv = Kv::default();
         let w = cmd(
             Some((7, 1)),
-            Op::Write {
+            KvOp::Write {
                 key: "x".into(),
                 value: Value::Int(1),
             },
         );
         assert_eq!(
             kv.apply(&w),
-            Outcome::Ok {
+            RequestOutcome::Ok {
                 value: Some(Value::Int(1))
             }
         );
         let c = cmd(
             Some((7, 2)),
-            Op::Cas {
+            KvOp::Cas {
                 key: "x".into(),
                 expected: Value::Int(1),
                 new: Value::Int(2),
@@ -179,20 +179,20 @@ mod tests {
         );
         assert_eq!(
             kv.apply(&c),
-            Outcome::Ok {
+            RequestOutcome::Ok {
                 value: Some(Value::Int(2))
             }
         );
         // The retry is not applied again: the first reply comes back.
         assert_eq!(
             kv.apply(&c),
-            Outcome::Ok {
+            RequestOutcome::Ok {
                 value: Some(Value::Int(2))
             }
         );
         let bad = cmd(
             None,
-            Op::Cas {
+            KvOp::Cas {
                 key: "x".into(),
                 expected: Value::Int(1),
                 new: Value::Int(3),
@@ -200,10 +200,10 @@ mod tests {
         );
         assert_eq!(
             kv.apply(&bad),
-            Outcome::CasMismatch {
+            RequestOutcome::CasMismatch {
                 found: Some(Value::Int(2))
             }
         );
-        assert_eq!(kv.read("y"), Outcome::Ok { value: None });
+        assert_eq!(kv.read("y"), RequestOutcome::Ok { value: None });
     }
 }

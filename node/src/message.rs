@@ -3,9 +3,20 @@
 //! safe. The server sends them as JSON (`POST /peer/v1/messages`).
 
 use serde::{Deserialize, Serialize};
+use synod_wire::MessageKind;
 
 use crate::storage::Snapshot;
-use crate::types::{Ballot, Command, Entry, Slot};
+use crate::types::{Ballot, Command, Entry, NodeId, Slot};
+
+/// No real ballot's round gets near this: a round grows by one per
+/// election, and 2^48 elections is millennia. A peer that claims more is
+/// broken or hostile; its message is refused (see [`Message::implausible`]),
+/// so `round + 1` can never overflow.
+pub const MAX_ROUND: u64 = 1 << 48;
+
+/// The same bound for slots and commit points: 2^48 slots is years at a
+/// million slots a second.
+pub const MAX_SLOT: Slot = 1 << 48;
 
 /// A protocol message. Field names follow "Paxos Made Simple".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,11 +54,15 @@ pub enum Message {
     Nack { ballot: Ballot, promised: Ballot },
     /// The leader's commit point moved (learn=leader) or it is still alive
     /// (heartbeat). `sent_at` is the leader's clock, echoed in the ack to
-    /// renew its lease.
+    /// renew its lease. `term_start` is the first slot the leader proposed
+    /// new commands in: every slot below was chosen before it or is
+    /// re-proposed by its phase 1 (a rejoining node waits for that).
     Heartbeat {
         ballot: Ballot,
         commit: Slot,
         sent_at: u64,
+        #[serde(default)]
+        term_start: Slot,
     },
     /// The answer to a heartbeat, carrying the follower's own commit point
     /// so the leader sees who lags.
@@ -70,19 +85,110 @@ pub enum Message {
 }
 
 impl Message {
-    /// A short name for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    /// Why a peer's message cannot be real, if it cannot: a ballot, slot or
+    /// commit point beyond [`MAX_ROUND`] or [`MAX_SLOT`], or a ballot of a
+    /// node that is not a member. The core refuses such a message (and
+    /// logs it) instead of acting on it: one would otherwise make every
+    /// node overflow its next round, or chase a commit point forever.
+    pub fn implausible(&self, members: &[NodeId]) -> Option<String> {
+        let ballot = |b: &Ballot, what: &str| -> Option<String> {
+            if b.round > MAX_ROUND {
+                Some(format!("{what} ballot {b} has an impossible round"))
+            } else if b.round > 0 && !members.contains(&b.node) {
+                Some(format!(
+                    "{what} ballot {b} names a node that is not a member"
+                ))
+            } else {
+                None
+            }
+        };
+        let slot = |s: Slot, what: &str| -> Option<String> {
+            (s > MAX_SLOT).then(|| format!("{what} {s} is beyond any real log"))
+        };
         match self {
-            Message::Prepare { .. } => "prepare",
-            Message::Promise { .. } => "promise",
-            Message::Accept { .. } => "accept",
-            Message::Accepted { .. } => "accepted",
-            Message::Nack { .. } => "nack",
-            Message::Heartbeat { .. } => "heartbeat",
-            Message::HeartbeatAck { .. } => "heartbeat-ack",
-            Message::Forward { .. } => "forward",
-            Message::CatchUp { .. } => "catch-up",
-            Message::CatchUpReply { .. } => "catch-up-reply",
+            Message::Prepare {
+                ballot: b,
+                from_slot,
+            } => ballot(b, "prepare").or_else(|| slot(*from_slot, "from-slot")),
+            Message::Promise {
+                ballot: b,
+                from_slot,
+                log_start,
+                accepted,
+                chosen,
+            } => ballot(b, "promise")
+                .or_else(|| slot(*from_slot, "from-slot"))
+                .or_else(|| slot(*log_start, "log start"))
+                .or_else(|| {
+                    accepted.iter().find_map(|(s, ab, _)| {
+                        slot(*s, "accepted slot").or_else(|| ballot(ab, "accepted"))
+                    })
+                })
+                .or_else(|| chosen.iter().find_map(|(s, _)| slot(*s, "chosen slot"))),
+            Message::Accept {
+                ballot: b,
+                slot: s,
+                commit,
+                ..
+            } => ballot(b, "accept")
+                .or_else(|| slot(*s, "slot"))
+                .or_else(|| slot(*commit, "commit point")),
+            Message::Accepted {
+                ballot: b, slot: s, ..
+            } => ballot(b, "accepted").or_else(|| slot(*s, "slot")),
+            // A promise may be a rejoining node's floor `(round, 0)`.
+            Message::Nack {
+                ballot: b,
+                promised,
+            } => ballot(b, "nacked").or_else(|| {
+                (promised.round > MAX_ROUND)
+                    .then(|| format!("promised ballot {promised} has an impossible round"))
+            }),
+            Message::Heartbeat {
+                ballot: b,
+                commit,
+                term_start,
+                ..
+            } => ballot(b, "heartbeat")
+                .or_else(|| slot(*commit, "commit point"))
+                .or_else(|| slot(*term_start, "term start")),
+            Message::HeartbeatAck {
+                ballot: b, commit, ..
+            } => ballot(b, "heartbeat ack").or_else(|| slot(*commit, "commit point")),
+            Message::Forward { .. } => None,
+            Message::CatchUp { from } => slot(*from, "catch-up slot"),
+            Message::CatchUpReply {
+                snapshot,
+                entries,
+                commit,
+            } => slot(*commit, "commit point")
+                .or_else(|| {
+                    snapshot
+                        .as_ref()
+                        .and_then(|s| slot(s.next_slot(), "snapshot slot"))
+                })
+                .or_else(|| entries.iter().find_map(|(s, _)| slot(*s, "entry slot"))),
+        }
+    }
+
+    /// The kind's name, as logs and the metrics' `type` label spell it.
+    pub fn kind(&self) -> &'static str {
+        self.message_kind().as_str()
+    }
+
+    /// What kind of message this is.
+    pub fn message_kind(&self) -> MessageKind {
+        match self {
+            Message::Prepare { .. } => MessageKind::Prepare,
+            Message::Promise { .. } => MessageKind::Promise,
+            Message::Accept { .. } => MessageKind::Accept,
+            Message::Accepted { .. } => MessageKind::Accepted,
+            Message::Nack { .. } => MessageKind::Nack,
+            Message::Heartbeat { .. } => MessageKind::Heartbeat,
+            Message::HeartbeatAck { .. } => MessageKind::HeartbeatAck,
+            Message::Forward { .. } => MessageKind::Forward,
+            Message::CatchUp { .. } => MessageKind::CatchUp,
+            Message::CatchUpReply { .. } => MessageKind::CatchUpReply,
         }
     }
 }

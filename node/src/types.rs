@@ -80,10 +80,11 @@ impl fmt::Display for Value {
     }
 }
 
-/// A key-value operation.
+/// A key-value operation: a command of the replicated state machine
+/// ([`crate::kv`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
-pub enum Op {
+pub enum KvOp {
     Read {
         key: String,
     },
@@ -98,15 +99,15 @@ pub enum Op {
     },
 }
 
-impl Op {
+impl KvOp {
     pub fn key(&self) -> &str {
         match self {
-            Op::Read { key } | Op::Write { key, .. } | Op::Cas { key, .. } => key,
+            KvOp::Read { key } | KvOp::Write { key, .. } | KvOp::Cas { key, .. } => key,
         }
     }
 
     pub fn is_read(&self) -> bool {
-        matches!(self, Op::Read { .. })
+        matches!(self, KvOp::Read { .. })
     }
 }
 
@@ -135,7 +136,7 @@ pub struct Command {
     pub id: CmdId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<ClientSeq>,
-    pub op: Op,
+    pub op: KvOp,
 }
 
 /// What a log slot holds: a gap-filling no-op or a batch of commands.
@@ -176,15 +177,15 @@ pub struct ClientRequest {
     pub id: RequestId,
     /// Present when the client asked for deduplication.
     pub dedup: Option<ClientSeq>,
-    pub op: Op,
+    pub op: KvOp,
 }
 
-/// How a request ended. Definite outcomes (`Ok`, `CasMismatch`,
+/// How a client request ended. Definite outcomes (`Ok`, `CasMismatch`,
 /// `NotProposed`) are facts; `Indeterminate` means the command may still
 /// be chosen and applied later, so a client must record it as `info`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "kebab-case")]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// Done. For a read, the value read (`None`: never written); for a
     /// write or cas, the value the key now holds.
     Ok { value: Option<Value> },
@@ -197,10 +198,10 @@ pub enum Outcome {
     Indeterminate { reason: String },
 }
 
-impl Outcome {
+impl RequestOutcome {
     /// Whether the client may record this as a definite `ok`/`fail`.
     pub fn is_definite(&self) -> bool {
-        !matches!(self, Outcome::Indeterminate { .. })
+        !matches!(self, RequestOutcome::Indeterminate { .. })
     }
 }
 
@@ -208,5 +209,9 @@ impl Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientReply {
     pub id: RequestId,
-    pub outcome: Outcome,
+    pub outcome: RequestOutcome,
+    /// May leave once every record with an LSN below this is durable (see
+    /// [`crate::durability`]).
+    #[serde(default)]
+    pub after: crate::durability::Lsn,
 }

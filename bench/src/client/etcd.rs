@@ -11,9 +11,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use synod_checker::history::Fun;
+use synod_checker::history::{Fun, CAS_MISMATCH};
 
-use super::{cas_parts, Client, Op, Outcome};
+use super::{cas_parts, Client, ClientOp, Completion};
 
 /// A client of an etcd cluster: process `p` talks to endpoint `p mod n`.
 pub struct EtcdClient {
@@ -45,7 +45,7 @@ impl EtcdClient {
         })
     }
 
-    async fn post(&self, op: &Op, path: &str, body: Value) -> Result<Value, Outcome> {
+    async fn post(&self, op: &ClientOp, path: &str, body: Value) -> Result<Value, Completion> {
         let base = &self.endpoints[(op.process % self.endpoints.len() as u64) as usize].1;
         match self
             .http
@@ -57,21 +57,21 @@ impl EtcdClient {
             Ok(r) if r.status().is_success() => r
                 .json::<Value>()
                 .await
-                .map_err(|e| Outcome::info(op, e.to_string())),
+                .map_err(|e| Completion::info(op, e.to_string())),
             Ok(r) => {
                 let status = r.status();
                 let text = r.text().await.unwrap_or_default();
-                Err(Outcome::info(op, format!("{status}: {text}")))
+                Err(Completion::info(op, format!("{status}: {text}")))
             }
             Err(e) if e.is_connect() => Err(super::synod::not_sent(op, e)),
-            Err(e) if e.is_timeout() => Err(Outcome::info(op, "timeout")),
-            Err(e) => Err(Outcome::info(op, e.to_string())),
+            Err(e) if e.is_timeout() => Err(Completion::info(op, "timeout")),
+            Err(e) => Err(Completion::info(op, e.to_string())),
         }
     }
 }
 
 impl Client for EtcdClient {
-    async fn invoke(&self, op: &Op) -> Outcome {
+    async fn invoke(&self, op: &ClientOp) -> Completion {
         let key = b64(op.key.as_bytes());
         match op.f {
             Fun::Read => {
@@ -84,9 +84,9 @@ impl Client for EtcdClient {
                             .and_then(|kv| kv.get("value"))
                             .and_then(Value::as_str);
                         match raw.map(decode_value) {
-                            None => Outcome::ok(Value::Null),
-                            Some(Some(v)) => Outcome::ok(v),
-                            Some(None) => Outcome::fail(op, "unreadable value in range reply"),
+                            None => Completion::ok(Value::Null),
+                            Some(Some(v)) => Completion::ok(v),
+                            Some(None) => Completion::fail(op, "unreadable value in range reply"),
                         }
                     }
                     Err(outcome) => outcome,
@@ -95,13 +95,13 @@ impl Client for EtcdClient {
             Fun::Write => {
                 let body = json!({"key": key, "value": b64(op.value.to_string().as_bytes())});
                 match self.post(op, "/v3/kv/put", body).await {
-                    Ok(_) => Outcome::ok(op.value.clone()),
+                    Ok(_) => Completion::ok(op.value.clone()),
                     Err(outcome) => outcome,
                 }
             }
             Fun::Cas => {
                 let Some((expected, new)) = cas_parts(&op.value) else {
-                    return Outcome::fail(op, "cas value is not [expected, new]");
+                    return Completion::fail(op, "cas value is not [expected, new]");
                 };
                 let body = json!({
                     "compare": [{
@@ -112,15 +112,15 @@ impl Client for EtcdClient {
                 });
                 match self.post(op, "/v3/kv/txn", body).await {
                     Ok(reply) if reply.get("succeeded").and_then(Value::as_bool) == Some(true) => {
-                        Outcome::ok(op.value.clone())
+                        Completion::ok(op.value.clone())
                     }
                     // The gateway omits false fields: no `succeeded` is a
                     // definite mismatch.
-                    Ok(_) => Outcome::fail(op, "cas-mismatch"),
+                    Ok(_) => Completion::mismatch(op, CAS_MISMATCH),
                     Err(outcome) => outcome,
                 }
             }
-            _ => Outcome::fail(op, format!("etcd target does not do {}", op.f)),
+            _ => Completion::fail(op, format!("etcd target does not do {}", op.f)),
         }
     }
 

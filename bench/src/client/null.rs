@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use serde_json::Value;
-use synod_checker::history::Fun;
+use synod_checker::history::{Fun, CAS_MISMATCH};
 
-use super::{cas_parts, Client, Op, Outcome};
+use super::{cas_parts, Client, ClientOp, Completion};
 
 /// A map of registers behind one lock: every op is atomic, so histories
 /// against it are linearizable by construction.
@@ -23,33 +23,33 @@ impl NullClient {
         NullClient::default()
     }
 
-    fn apply(&self, op: &Op) -> Outcome {
+    fn apply(&self, op: &ClientOp) -> Completion {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match op.f {
-            Fun::Read => Outcome::ok(state.get(&op.key).cloned().unwrap_or(Value::Null)),
+            Fun::Read => Completion::ok(state.get(&op.key).cloned().unwrap_or(Value::Null)),
             Fun::Write => {
                 state.insert(op.key.clone(), op.value.clone());
-                Outcome::ok(op.value.clone())
+                Completion::ok(op.value.clone())
             }
             Fun::Cas => match cas_parts(&op.value) {
                 Some((expected, new)) => {
                     let current = state.get(&op.key).unwrap_or(&Value::Null);
                     if current == expected {
                         state.insert(op.key.clone(), new.clone());
-                        Outcome::ok(op.value.clone())
+                        Completion::ok(op.value.clone())
                     } else {
-                        Outcome::fail(op, "cas-mismatch")
+                        Completion::mismatch(op, CAS_MISMATCH)
                     }
                 }
-                None => Outcome::fail(op, "cas value is not [expected, new]"),
+                None => Completion::fail(op, "cas value is not [expected, new]"),
             },
-            _ => Outcome::fail(op, format!("the null target does not do {}", op.f)),
+            _ => Completion::fail(op, format!("the null target does not do {}", op.f)),
         }
     }
 }
 
 impl Client for NullClient {
-    async fn invoke(&self, op: &Op) -> Outcome {
+    async fn invoke(&self, op: &ClientOp) -> Completion {
         let outcome = self.apply(op);
         // Every op is instant; yielding keeps a worker from hogging its
         // thread so the recorder and the clock keep up.

@@ -6,19 +6,26 @@
 //! request went out are unknown, `info`. A connection that could not be
 //! opened at all is a definite `fail`: nothing was sent.
 //!
-//! The history format reads a failed cas as "the key did not hold the
-//! expected value" (`docs/history.md`, rule 3), which is only what a 409
-//! says. A cas that was never proposed (503) or never sent compared
-//! nothing: it is a `fail` whose `error` begins with `not-proposed`, which
-//! the checker drops like any other failure that carries no information.
-//! (Recording it as a plain `fail` made the checker flag valid runs.)
+//! The history format reads a failed cas marked `mismatch` as "the key did
+//! not hold the expected value" (`docs/history.md`, rule 3), which is only
+//! what a 409 says, so only a 409 is marked. A cas that was never proposed
+//! (503) or never sent compared nothing: it is a `fail` marked
+//! `not_proposed` (its `error` begins with `not-proposed`), which the
+//! checker drops like any other failure that carries no information.
+//! (Reading every failed cas as a mismatch made the checker flag valid
+//! runs.)
+//!
+//! Replies are read as the wire crate's [`ValueReply`] and [`ErrorReply`],
+//! the types the node writes.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use synod_checker::history::{Fun, NOT_PROPOSED};
+use serde::Deserialize;
+use serde_json::Value;
+use synod_checker::history::Fun;
+use synod_wire::api::{CasRequest, ErrorReply, ValueReply, WriteRequest};
 
-use super::{cas_parts, Client, Op, Outcome};
+use super::{cas_parts, Client, ClientOp, Completion};
 
 /// A client of a Synod cluster: process `p` talks to node `p mod n`, so
 /// every node serves clients and followers forward to the leader.
@@ -36,6 +43,9 @@ impl SynodClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(1)))
             .pool_max_idle_per_host(256)
+            // Below the node's idle timeout (60 s by default), so the node
+            // never closes a connection we are about to reuse.
+            .pool_idle_timeout(Duration::from_secs(20))
             .build()?;
         Ok(SynodClient { http, nodes })
     }
@@ -46,37 +56,41 @@ impl SynodClient {
 }
 
 /// A request that never left: a definite failure that compared nothing.
-pub(crate) fn not_sent(op: &Op, e: reqwest::Error) -> Outcome {
-    Outcome::fail(op, format!("{NOT_PROPOSED}: cannot connect: {e}"))
+pub(crate) fn not_sent(op: &ClientOp, e: reqwest::Error) -> Completion {
+    Completion::not_proposed(op, format_args!("cannot connect: {e}"))
 }
 
 /// Maps a reply's status and body to an outcome.
-fn classify(op: &Op, status: u16, body: &Value) -> Outcome {
-    let reason = || {
-        let error = body.get("error").and_then(Value::as_str).unwrap_or("");
-        let why = body.get("reason").and_then(Value::as_str).unwrap_or("");
-        format!("{status} {error} {why}").trim().to_string()
+fn classify(op: &ClientOp, status: u16, body: &Value) -> Completion {
+    // A body that is not the documented refusal says only its status.
+    let reason = || match ErrorReply::deserialize(body) {
+        Ok(e) => format!("{status} {} {}", e.error, e.reason)
+            .trim()
+            .to_string(),
+        Err(_) => status.to_string(),
     };
     match status {
         200 => match op.f {
-            Fun::Read => Outcome::ok(body.get("value").cloned().unwrap_or(Value::Null)),
-            _ => Outcome::ok(op.value.clone()),
+            Fun::Read => {
+                Completion::ok(ValueReply::deserialize(body).map_or(Value::Null, |r| r.value))
+            }
+            _ => Completion::ok(op.value.clone()),
         },
-        409 => Outcome::fail(op, reason()),
-        503 => Outcome::fail(op, format!("{NOT_PROPOSED}: {}", reason())),
+        409 => Completion::mismatch(op, reason()),
+        503 => Completion::not_proposed(op, reason()),
         // Anything else, 504 included, may have been chosen: unknown. A 400
         // is our own bug; recording it as unknown keeps the history honest.
         _ => {
             if status == 400 {
                 tracing::warn!(status, body = %body, "the node rejected a request as malformed");
             }
-            Outcome::info(op, reason())
+            Completion::info(op, reason())
         }
     }
 }
 
 impl Client for SynodClient {
-    async fn invoke(&self, op: &Op) -> Outcome {
+    async fn invoke(&self, op: &ClientOp) -> Completion {
         let base = self.base(op.process);
         let key = &op.key;
         let request = match op.f {
@@ -84,20 +98,28 @@ impl Client for SynodClient {
                 .http
                 .get(format!("{base}/v1/kv/{key}"))
                 .query(&[("client", op.process), ("seq", op.seq)]),
-            Fun::Write => self.http.put(format!("{base}/v1/kv/{key}")).json(&json!({
-                "value": op.value, "client": op.process, "seq": op.seq
-            })),
+            Fun::Write => self
+                .http
+                .put(format!("{base}/v1/kv/{key}"))
+                .json(&WriteRequest {
+                    value: op.value.clone(),
+                    client: Some(op.process),
+                    seq: Some(op.seq),
+                }),
             Fun::Cas => match cas_parts(&op.value) {
                 Some((expected, new)) => {
                     self.http
                         .post(format!("{base}/v1/kv/{key}/cas"))
-                        .json(&json!({
-                            "expected": expected, "new": new, "client": op.process, "seq": op.seq
-                        }))
+                        .json(&CasRequest {
+                            expected: expected.clone(),
+                            new: new.clone(),
+                            client: Some(op.process),
+                            seq: Some(op.seq),
+                        })
                 }
-                None => return Outcome::fail(op, "cas value is not [expected, new]"),
+                None => return Completion::fail(op, "cas value is not [expected, new]"),
             },
-            _ => return Outcome::fail(op, format!("Synod does not do {}", op.f)),
+            _ => return Completion::fail(op, format!("Synod does not do {}", op.f)),
         };
         match request.send().await {
             Ok(response) => {
@@ -106,17 +128,19 @@ impl Client for SynodClient {
                     Ok(body) => classify(op, status, &body),
                     // The status came but the body broke off: for a 200 we
                     // know it happened but not (for a read) what it saw.
-                    Err(_) if status == 200 && op.f != Fun::Read => Outcome::ok(op.value.clone()),
+                    Err(_) if status == 200 && op.f != Fun::Read => {
+                        Completion::ok(op.value.clone())
+                    }
                     Err(e) => match status {
-                        409 => Outcome::fail(op, format!("{status}: {e}")),
-                        503 => Outcome::fail(op, format!("{NOT_PROPOSED}: {status}: {e}")),
-                        _ => Outcome::info(op, format!("{status}: unreadable body: {e}")),
+                        409 => Completion::mismatch(op, format!("{status}: {e}")),
+                        503 => Completion::not_proposed(op, format_args!("{status}: {e}")),
+                        _ => Completion::info(op, format!("{status}: unreadable body: {e}")),
                     },
                 }
             }
             Err(e) if e.is_connect() => not_sent(op, e),
-            Err(e) if e.is_timeout() => Outcome::info(op, "timeout"),
-            Err(e) => Outcome::info(op, e.to_string()),
+            Err(e) if e.is_timeout() => Completion::info(op, "timeout"),
+            Err(e) => Completion::info(op, e.to_string()),
         }
     }
 
@@ -128,9 +152,11 @@ impl Client for SynodClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+    use synod_wire::api::{CAS_MISMATCH, INDETERMINATE, NOT_PROPOSED};
 
-    fn op(f: Fun, value: Value) -> Op {
-        Op {
+    fn op(f: Fun, value: Value) -> ClientOp {
+        ClientOp {
             process: 1,
             seq: 1,
             f,
@@ -139,33 +165,58 @@ mod tests {
         }
     }
 
+    /// A refusal's body as the node writes it.
+    fn refusal(error: &str, definite: bool, value: Option<Value>) -> Value {
+        json!(ErrorReply {
+            error: error.into(),
+            definite,
+            reason: String::new(),
+            value,
+        })
+    }
+
+    fn success(value: Value) -> Value {
+        json!(ValueReply { value })
+    }
+
     #[test]
     fn status_codes_map_to_history_types() {
         use synod_checker::history::EventType::*;
         let read = op(Fun::Read, Value::Null);
         assert_eq!(
-            classify(&read, 200, &json!({"value": 3})),
-            Outcome::ok(json!(3))
+            classify(&read, 200, &success(json!(3))),
+            Completion::ok(json!(3))
         );
         let cas = op(Fun::Cas, json!([1, 2]));
-        let mismatch = json!({"error": "cas-mismatch", "definite": true, "value": 5});
-        assert_eq!(classify(&cas, 409, &mismatch).kind, Fail);
+        let mismatch = refusal(CAS_MISMATCH, true, Some(json!(5)));
+        let found = classify(&cas, 409, &mismatch);
+        assert_eq!(
+            (found.kind, found.mismatch, found.not_proposed),
+            (Fail, true, false)
+        );
+        assert_eq!(found.error.as_deref(), Some("409 cas-mismatch"));
         // A cas that was never proposed compared nothing: a failure the
         // checker must not read as a mismatch.
-        let not_proposed = json!({"error": "not-proposed"});
+        let not_proposed = refusal(NOT_PROPOSED, true, None);
         let refused = classify(&cas, 503, &not_proposed);
-        assert_eq!(refused.kind, Fail);
-        assert!(refused.error.unwrap().starts_with(NOT_PROPOSED));
+        assert_eq!(
+            (refused.kind, refused.mismatch, refused.not_proposed),
+            (Fail, false, true)
+        );
+        assert_eq!(
+            refused.error.as_deref(),
+            Some("not-proposed: 503 not-proposed")
+        );
         assert_eq!(classify(&read, 503, &not_proposed).kind, Fail);
         let w = op(Fun::Write, json!(7));
         assert_eq!(
-            classify(&w, 504, &json!({"error": "indeterminate"})).kind,
+            classify(&w, 504, &refusal(INDETERMINATE, false, None)).kind,
             Info
         );
         assert_eq!(classify(&w, 500, &json!({})).kind, Info);
         assert_eq!(
-            classify(&w, 200, &json!({"value": 7})),
-            Outcome::ok(json!(7))
+            classify(&w, 200, &success(json!(7))),
+            Completion::ok(json!(7))
         );
     }
 }

@@ -1,16 +1,23 @@
 //! The figures of one run directory, read back from the files the runner
-//! and the checker wrote (`config.json`, `results.json`, whose `run`
-//! section has the runner's own: ops, seconds, peer messages). Suites, comparisons
-//! and the store's web page all read runs through here, so they agree on
-//! what "throughput" or "recovery" means.
+//! and the checker wrote: one typed read each of `config.json`
+//! ([`RunConfig`]) and `results.json` ([`RunResults`], whose `run`
+//! section has the runner's own: ops, seconds, peer messages). Suites,
+//! comparisons and the store's web page all read runs through here, so
+//! they agree on what "throughput" or "recovery" means. A figure the files
+//! do not have is `None` (shown as `-`), never a made-up zero; a judged
+//! `results.json` that lacks a field the schema requires is an error run.
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde_json::Value;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+pub use crate::artifacts::open_regular;
+use crate::artifacts::{read_config, read_results, RunConfig, RunResults};
+use crate::run::Target;
 
 /// Latency of the successful ops of one kind, in milliseconds.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct OpLatency {
     pub f: String,
     pub count: u64,
@@ -19,7 +26,7 @@ pub struct OpLatency {
 }
 
 /// One second of the run, as the checker's report buckets it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Second {
     pub t: f64,
     pub ok: u64,
@@ -30,7 +37,7 @@ pub struct Second {
 }
 
 /// A fault window, in seconds since the run started.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Window {
     pub name: String,
     pub start: f64,
@@ -40,8 +47,9 @@ pub struct Window {
     pub recovery: Option<f64>,
 }
 
-/// What a run directory says.
-#[derive(Clone, Debug, Serialize)]
+/// What a run directory says (also each run's `figures` in a suite's
+/// `summary.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunFigures {
     pub dir: PathBuf,
     /// The run series (`store/<name>/`).
@@ -57,12 +65,14 @@ pub struct RunFigures {
     pub nodes: u64,
     /// The node settings and faults, e.g. `proposers=any learn=all faults=kill`.
     pub settings: String,
-    pub seed: Option<u64>,
-    pub operations: u64,
-    pub ok: u64,
-    pub seconds: f64,
+    pub seed: u64,
+    /// `None` (like every figure below) when the run left no judged
+    /// results.
+    pub operations: Option<u64>,
+    pub ok: Option<u64>,
+    pub seconds: Option<f64>,
     /// ok ops per second of the run.
-    pub throughput: f64,
+    pub throughput: Option<f64>,
     pub latency: Vec<OpLatency>,
     /// Share of completed ops that are ok.
     pub availability: Option<f64>,
@@ -94,155 +104,150 @@ impl RunFigures {
     }
 }
 
-fn read_json(path: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn f64_of(v: &Value) -> Option<f64> {
-    v.as_f64().filter(|x| x.is_finite())
-}
-
 /// Reads a run directory. A directory without `config.json` is not a run;
 /// a run without (readable) `results.json` is reported as an `error` run,
 /// since that is what a run that died before judging leaves behind.
 pub fn read_run(dir: &Path) -> anyhow::Result<RunFigures> {
-    let config = read_json(&dir.join("config.json"))
-        .ok_or_else(|| anyhow::anyhow!("{}: no readable config.json", dir.display()))?;
-    let results = read_json(&dir.join("results.json")).unwrap_or(Value::Null);
-    let args = &config["args"];
+    let config = read_config(&dir.join("config.json"))
+        .with_context(|| format!("{}: no readable config.json", dir.display()))?;
+    let path = dir.join("results.json");
+    let results = if path.symlink_metadata().is_err() {
+        Err("the run left no results.json".to_string())
+    } else {
+        read_results(&path).map_err(|e| format!("unreadable results.json: {e:#}"))
+    };
+    Ok(figures_of(dir, &config, results))
+}
+
+/// The figures of a run from its two files.
+fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String>) -> RunFigures {
+    let args = &config.args;
     let stamp = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let name = args["name"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            dir.parent()
-                .and_then(|p| p.file_name())
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
     let mut settings = Vec::new();
-    for key in [
-        "proposers",
-        "learn",
-        "reads",
-        "fsync",
-        "batch_size",
-        "pipeline",
-    ] {
-        match &args[key] {
-            Value::String(s) => settings.push(format!("{key}={s}")),
-            Value::Number(n) => settings.push(format!("{key}={n}")),
-            _ => {}
+    let strings = [
+        ("proposers", &args.proposers),
+        ("learn", &args.learn),
+        ("reads", &args.reads),
+        ("fsync", &args.fsync),
+    ];
+    for (key, v) in strings {
+        if let Some(v) = v {
+            settings.push(format!("{key}={v}"));
         }
     }
-    if let Some(n) = args["nemesis"].as_str() {
-        settings.push(format!("faults={n}"));
+    for (key, v) in [("batch_size", args.batch_size), ("pipeline", args.pipeline)] {
+        if let Some(v) = v {
+            settings.push(format!("{key}={v}"));
+        }
     }
-    let verdict = results["verdict"].as_str().unwrap_or("error").to_string();
-    let explanation = results["explanations"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|e| e["text"].as_str())
-        .map(|s| s.trim().to_string())
-        .or_else(|| results["note"].as_str().map(str::to_string))
-        .or_else(|| (results.is_null()).then(|| "the run left no results.json".to_string()));
-    let report = &results["report"];
-    let run = &results["run"];
-    let start = report["start"].as_u64().unwrap_or(0);
-    let ns = |v: &Value| v.as_u64().map(|t| t.saturating_sub(start) as f64 / 1e9);
-    let latency = report["latency"]
-        .as_array()
-        .map(|rows| {
-            rows.iter()
-                .filter(|r| r["outcome"] == "ok")
-                .map(|r| OpLatency {
-                    f: r["f"].as_str().unwrap_or("?").to_string(),
-                    count: r["count"].as_u64().unwrap_or(0),
-                    p50: f64_of(&r["p50"]).unwrap_or(0.0),
-                    p99: f64_of(&r["p99"]).unwrap_or(0.0),
+    settings.push(format!("faults={}", args.nemesis));
+    let (verdict, explanation, judgement, run) = match &results {
+        Ok(r) => (
+            r.verdict.map(|v| v.as_str()).unwrap_or("error"),
+            r.judgement
+                .as_ref()
+                .and_then(|j| j.explanations.first())
+                .map(|e| e.text.trim().to_string())
+                .or_else(|| r.note.clone()),
+            r.judgement.as_ref(),
+            r.run.as_ref(),
+        ),
+        Err(why) => ("error", Some(why.clone()), None, None),
+    };
+    let report = judgement.map(|j| &j.report);
+    let start = report.map(|r| r.start).unwrap_or(0);
+    let since_start = |t: u64| t.saturating_sub(start) as f64 / 1e9;
+    let latency = report
+        .map(|r| {
+            r.latency
+                .iter()
+                .filter(|l| l.outcome == "ok")
+                .map(|l| OpLatency {
+                    f: l.f.clone(),
+                    count: l.count,
+                    p50: l.p50,
+                    p99: l.p99,
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let series: Vec<Second> = report["seconds"]
-        .as_array()
-        .map(|s| {
-            s.iter()
-                .map(|b| {
-                    let ok = b["ok"].as_u64().unwrap_or(0);
-                    Second {
-                        t: f64_of(&b["t"]).unwrap_or(0.0),
-                        ok,
-                        completed: ok
-                            + b["fail"].as_u64().unwrap_or(0)
-                            + b["info"].as_u64().unwrap_or(0),
-                        availability: f64_of(&b["availability"]),
-                        p50: f64_of(&b["p50"]),
-                        p99: f64_of(&b["p99"]),
-                    }
+    let series: Vec<Second> = report
+        .map(|r| {
+            r.seconds
+                .iter()
+                .map(|b| Second {
+                    t: b.t as f64,
+                    ok: b.ok,
+                    completed: b.ok + b.fail + b.info,
+                    availability: b.availability,
+                    p50: b.p50,
+                    p99: b.p99,
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let windows: Vec<Window> = report["faults"]
-        .as_array()
-        .map(|w| {
-            w.iter()
+    let windows: Vec<Window> = report
+        .map(|r| {
+            r.faults
+                .iter()
                 .map(|w| Window {
-                    name: w["name"].as_str().unwrap_or("?").to_string(),
-                    start: ns(&w["start"]).unwrap_or(0.0),
-                    stop: ns(&w["stop"]),
-                    recovery: w["recovery"].as_u64().map(|r| r as f64 / 1e9),
+                    name: w.name.clone(),
+                    start: since_start(w.start),
+                    stop: w.stop.map(since_start),
+                    recovery: w.recovery.map(|r| r as f64 / 1e9),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    let ok = run["ops"]["ok"]
-        .as_u64()
-        .unwrap_or_else(|| series.iter().map(|s| s.ok).sum());
-    let seconds = f64_of(&run["seconds"])
-        .or_else(|| {
-            let end = report["end"].as_u64()?;
-            Some(end.saturating_sub(start) as f64 / 1e9)
-        })
-        .unwrap_or(0.0);
+    let ok = run
+        .map(|r| r.ops.ok)
+        .or_else(|| report.map(|_| series.iter().map(|s| s.ok).sum()));
+    let seconds = run
+        .map(|r| r.seconds)
+        .or_else(|| report.map(|r| since_start(r.end)));
+    let throughput = match (ok, seconds) {
+        (Some(ok), Some(s)) if s > 0.0 => Some(ok as f64 / s),
+        _ => None,
+    };
+    let peer = run.and_then(|r| r.peer_messages.as_ref());
     let healed: Vec<&Window> = windows.iter().filter(|w| w.stop.is_some()).collect();
-    Ok(RunFigures {
+    RunFigures {
         dir: dir.to_path_buf(),
-        name,
+        name: args.name.clone(),
         stamp,
-        verdict,
+        verdict: verdict.to_string(),
         explanation,
-        target: args["target"].as_str().unwrap_or("synod").to_string(),
-        nodes: args["nodes"].as_u64().unwrap_or(0),
+        target: match args.target {
+            Target::Synod => "synod",
+            Target::Etcd => "etcd",
+        }
+        .to_string(),
+        nodes: u64::from(args.nodes),
         settings: settings.join(" "),
-        seed: config["seed"].as_u64(),
-        operations: report["operations"].as_u64().unwrap_or(0),
+        seed: config.seed,
+        operations: report.map(|r| r.operations),
         ok,
         seconds,
-        throughput: if seconds > 0.0 {
-            ok as f64 / seconds
-        } else {
-            0.0
-        },
+        throughput,
         latency,
-        availability: f64_of(&report["availability"]),
+        availability: report.and_then(|r| r.availability),
         recovery: healed.iter().filter_map(|w| w.recovery).reduce(f64::max),
         unrecovered: healed.iter().filter(|w| w.recovery.is_none()).count(),
-        peer_messages_per_op: f64_of(&run["peer_messages"]["per_op"]),
-        peer_messages: run["peer_messages"]["sent"].as_u64(),
+        peer_messages_per_op: peer.and_then(|p| p.per_op),
+        peer_messages: peer.map(|p| p.sent),
         series,
         windows,
-    })
+    }
 }
 
 /// Every run directory under a store (`root/<name>/<stamp>/config.json`),
 /// newest first. Unreadable entries are skipped: a store being written to
-/// by a running suite must still list.
+/// by a running suite must still list. Only real directories count: a
+/// series or run reached through a symlink (which may point anywhere) is
+/// not listed, as `synod serve` refuses to serve its files.
 pub fn list_runs(root: &Path) -> Vec<RunFigures> {
     let mut runs = Vec::new();
     let Ok(series) = std::fs::read_dir(root) else {
@@ -259,6 +264,9 @@ pub fn list_runs(root: &Path) -> Vec<RunFigures> {
         };
         for d in stamps.flatten() {
             let dir = d.path();
+            if !d.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
             if dir.join("config.json").is_file() {
                 if let Ok(r) = read_run(&dir) {
                     runs.push(r);
@@ -274,22 +282,6 @@ pub fn list_runs(root: &Path) -> Vec<RunFigures> {
 pub fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}"))
         .unwrap_or_else(|| "-".into())
-}
-
-/// Escapes text for HTML.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
 }
 
 /// Writes to stdout, ignoring a closed pipe (`synod compare ... | head`

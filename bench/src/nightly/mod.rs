@@ -8,6 +8,9 @@
 //!   and `results.json`; the one reader the three commands share.
 //! - `suite`: a TOML matrix of runs, run one after another through
 //!   `synod run`, summarised as a table, `summary.json` and JUnit XML.
+//! - `shard`: `--shard K/N`, deterministic slices of a suite balanced by
+//!   expected run time, for CI workers in parallel.
+//! - `merge`: `synod suite merge`, the shards' outputs as one suite's.
 //! - `compare`: runs side by side, overlaid SVG plots, differences beyond
 //!   noise marked; `compare.html` and `compare.md`.
 //! - `serve`: an axum page over the store (list, filter, compare,
@@ -16,6 +19,8 @@
 
 pub mod compare;
 pub mod figures;
+pub mod merge;
 pub mod serve;
+pub mod shard;
 pub mod suite;
 pub mod tar;

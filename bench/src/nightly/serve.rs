@@ -10,22 +10,48 @@
 //! - `/archive/NAME/STAMP`: the run directory as a tar archive.
 //! - `/compare?runs=NAME/STAMP,NAME/STAMP`: `synod compare` of those runs.
 //!
+//! Files and archives are streamed in [`CHUNK`]-sized pieces, so memory
+//! does not grow with their size; at most [`MAX_ARCHIVES`] archives are
+//! built at once (more are answered 503). Nothing blocking runs on the
+//! async workers: reading run files and rendering pages happen on the
+//! blocking pool under [`REQUEST_TIMEOUT`], files are opened without
+//! following a final symlink and without blocking (a FIFO named
+//! `results.json` is refused, not waited on), and the index lists only
+//! run directories that are real directories inside the store.
+//!
 //! It binds to 127.0.0.1 by default: the store holds node logs and
 //! histories, not something to publish by accident.
 
 use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::path::{Component, Path, PathBuf};
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use synod_checker::html::escape;
+use tokio::sync::{mpsc, Semaphore};
 
-use super::figures::{self, escape, fmt_opt};
+use super::figures::{self, fmt_opt};
+
+/// Longest a request may spend on the blocking pool (reading a run's
+/// files, rendering a comparison); past it the answer is 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Archives built at once; more are answered 503.
+pub const MAX_ARCHIVES: usize = 2;
+/// A streamed file or archive goes out in pieces of this size.
+pub const CHUNK: usize = 64 << 10;
+/// An archive whose reader takes no piece for this long is abandoned.
+const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Arguments of `synod serve`.
 #[derive(clap::Args, Debug)]
@@ -41,6 +67,8 @@ pub struct ServeArgs {
 /// The store's root, canonical, shared by every handler.
 struct Store {
     root: PathBuf,
+    /// Bounds the archives being built at once.
+    archives: Arc<Semaphore>,
 }
 
 /// Runs `synod serve` until interrupted.
@@ -79,11 +107,36 @@ pub fn router(root: PathBuf) -> Router {
         .route("/runs/{*path}", get(file))
         .route("/archive/{name}/{stamp}", get(archive))
         .route("/compare", get(compare))
-        .with_state(Arc::new(Store { root }))
+        .with_state(Arc::new(Store {
+            root,
+            archives: Arc::new(Semaphore::new(MAX_ARCHIVES)),
+        }))
 }
 
 fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("not found: {what}\n")).into_response()
+}
+
+fn unavailable(why: &str) -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+/// Runs blocking work on the blocking pool, bounded by
+/// [`REQUEST_TIMEOUT`]: a slow disk or a file that never ends holds one
+/// blocking thread, never an async worker and the routes behind it.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::time::timeout(REQUEST_TIMEOUT, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) => {
+            Err((StatusCode::INTERNAL_SERVER_ERROR, "the request failed\n").into_response())
+        }
+        Err(_) => Err(unavailable(&format!(
+            "the request took over {} s",
+            REQUEST_TIMEOUT.as_secs()
+        ))),
+    }
 }
 
 /// Resolves a URL path to a file or directory under the store, or `None`.
@@ -111,15 +164,125 @@ fn content_type(path: &Path) -> &'static str {
 }
 
 async fn file(State(st): State<Arc<Store>>, UrlPath(path): UrlPath<String>) -> Response {
-    let Some(full) = resolve(&st.root, &path) else {
-        return not_found(&path);
+    let root = st.root.clone();
+    let rel = path.clone();
+    let opened = blocking(move || {
+        let full = resolve(&root, &rel)?;
+        let (file, len) = figures::open_regular(&full).ok()?;
+        Some((full, file, len))
+    })
+    .await;
+    let (full, file, len) = match opened {
+        Ok(Some(found)) => found,
+        Ok(None) => return not_found(&path),
+        Err(resp) => return resp,
     };
-    if !full.is_file() {
-        return not_found(&path);
+    let stream = FileStream {
+        file: tokio::fs::File::from_std(file),
+        left: len,
+        buf: vec![0; CHUNK],
+    };
+    (
+        [
+            (header::CONTENT_TYPE, content_type(&full).to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// A file's first `left` bytes (its length when opened) as a stream of
+/// pieces; a file that shrank meanwhile ends the stream with an error.
+struct FileStream {
+    file: tokio::fs::File,
+    left: u64,
+    buf: Vec<u8>,
+}
+
+impl futures_core::Stream for FileStream {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        let this = &mut *self;
+        let want = this.buf.len().min(this.left as usize);
+        let mut rb = tokio::io::ReadBuf::new(&mut this.buf[..want]);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut this.file), cx, &mut rb) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) if rb.filled().is_empty() => {
+                Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file shrank while being sent",
+                ))))
+            }
+            Poll::Ready(Ok(())) => {
+                let piece = Bytes::copy_from_slice(rb.filled());
+                this.left -= piece.len() as u64;
+                Poll::Ready(Some(Ok(piece)))
+            }
+        }
     }
-    match tokio::fs::read(&full).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, content_type(&full))], bytes).into_response(),
-        Err(_) => not_found(&path),
+}
+
+/// The pieces a blocking producer sends, as a body stream.
+struct Pieces(mpsc::Receiver<io::Result<Bytes>>);
+
+impl futures_core::Stream for Pieces {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
+}
+
+/// A `Write` on the blocking pool that hands [`CHUNK`]-sized pieces to
+/// the response body, waiting (at most [`SEND_TIMEOUT`]) while the reader
+/// is slow: memory stays at a few pieces whatever the archive's size.
+struct PieceWriter {
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+    rt: tokio::runtime::Handle,
+}
+
+impl PieceWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        let sent = self
+            .rt
+            .block_on(tokio::time::timeout(SEND_TIMEOUT, self.tx.send(Ok(piece))));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the client went away",
+            )),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client stopped reading",
+            )),
+        }
+    }
+}
+
+impl io::Write for PieceWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
     }
 }
 
@@ -128,35 +291,59 @@ async fn archive(
     UrlPath((name, stamp)): UrlPath<(String, String)>,
 ) -> Response {
     let rel = format!("{name}/{stamp}");
-    let Some(dir) = resolve(&st.root, &rel).filter(|d| d.join("config.json").is_file()) else {
-        return not_found(&rel);
-    };
-    let prefix = format!("{name}-{stamp}");
-    let built = tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::new();
-        super::tar::append_dir(&mut buf, &dir, &prefix)?;
-        super::tar::finish(&mut buf)?;
-        Ok::<_, std::io::Error>(buf)
+    let root = st.root.clone();
+    let found = blocking({
+        let rel = rel.clone();
+        move || {
+            resolve(&root, &rel).filter(|d| figures::open_regular(&d.join("config.json")).is_ok())
+        }
     })
     .await;
-    match built {
-        Ok(Ok(buf)) => (
-            [
-                (header::CONTENT_TYPE, "application/x-tar".to_string()),
-                (
-                    header::CONTENT_DISPOSITION,
-                    format!("attachment; filename=\"{name}-{stamp}.tar\""),
-                ),
-            ],
-            buf,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot archive the run\n",
-        )
-            .into_response(),
-    }
+    let dir = match found {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return not_found(&rel),
+        Err(resp) => return resp,
+    };
+    let Ok(permit) = st.archives.clone().try_acquire_owned() else {
+        return unavailable(&format!(
+            "{MAX_ARCHIVES} archives are being built already; try again in a moment"
+        ));
+    };
+    let prefix = format!("{name}-{stamp}");
+    let (tx, rx) = mpsc::channel(4);
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let mut out = PieceWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CHUNK),
+            rt: rt.clone(),
+        };
+        let built = super::tar::append_dir(&mut out, &dir, &prefix)
+            .and_then(|()| super::tar::finish(&mut out))
+            .and_then(|()| out.flush());
+        if let Err(e) = built {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                tracing::debug!(dir = %dir.display(), "archive abandoned: the client went away");
+            } else {
+                tracing::warn!(dir = %dir.display(), error = %e, "archive abandoned");
+            }
+            // The reader sees a broken body rather than a short archive
+            // that looks whole.
+            let _ = rt.block_on(tx.send(Err(e)));
+        }
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}-{stamp}.tar\""),
+            ),
+        ],
+        Body::from_stream(Pieces(rx)),
+    )
+        .into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -165,25 +352,34 @@ struct CompareQuery {
 }
 
 async fn compare(State(st): State<Arc<Store>>, Query(q): Query<CompareQuery>) -> Response {
-    let mut runs = Vec::new();
-    for rel in q.runs.split(',').filter(|s| !s.is_empty()) {
-        let Some(dir) = resolve(&st.root, rel) else {
-            return not_found(rel);
-        };
-        match figures::read_run(&dir) {
-            Ok(r) => runs.push(r),
-            Err(_) => return not_found(rel),
-        }
-    }
-    if runs.is_empty() {
-        return not_found("no runs picked");
-    }
     let root = st.root.clone();
-    let link = move |r: &figures::RunFigures| {
-        let rel = r.dir.strip_prefix(&root).unwrap_or(&r.dir);
-        format!("/runs/{}/report.html", rel.display())
-    };
-    Html(super::compare::page(&runs, &link)).into_response()
+    let page = blocking(move || {
+        let mut runs = Vec::new();
+        for rel in q.runs.split(',').filter(|s| !s.is_empty()) {
+            // Err: what was not found.
+            let Some(dir) = resolve(&root, rel) else {
+                return Err(rel.to_string());
+            };
+            match figures::read_run(&dir) {
+                Ok(r) => runs.push(r),
+                Err(_) => return Err(rel.to_string()),
+            }
+        }
+        if runs.is_empty() {
+            return Err("no runs picked".to_string());
+        }
+        let link = |r: &figures::RunFigures| {
+            let rel = r.dir.strip_prefix(&root).unwrap_or(&r.dir);
+            format!("/runs/{}/report.html", rel.display())
+        };
+        Ok(super::compare::page(&runs, &link))
+    })
+    .await;
+    match page {
+        Ok(Ok(html)) => Html(html).into_response(),
+        Ok(Err(what)) => not_found(&what),
+        Err(resp) => resp,
+    }
 }
 
 const SCRIPT: &str = r#"
@@ -223,9 +419,13 @@ document.getElementById('compare').addEventListener('click', () => {
 
 async fn index(State(st): State<Arc<Store>>) -> Response {
     let root = st.root.clone();
-    let runs = tokio::task::spawn_blocking(move || figures::list_runs(&root))
-        .await
-        .unwrap_or_default();
+    match blocking(move || index_page(&figures::list_runs(&root))).await {
+        Ok(html) => Html(html).into_response(),
+        Err(resp) => resp,
+    }
+}
+
+fn index_page(runs: &[figures::RunFigures]) -> String {
     let mut s = String::from(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Synod runs</title>\n<style>\n\
          body{font-family:sans-serif;margin:1.5em;color:#222}\n\
@@ -239,14 +439,14 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
          <th data-sort>settings</th><th data-sort>verdict</th><th data-sort>ops</th><th data-sort>ok ops/s</th>\
          <th data-sort>p99 ms</th><th data-sort>availability</th><th data-sort>recovery s</th><th data-sort>peer msgs/op</th><th>files</th></tr></thead><tbody>\n",
     );
-    for r in &runs {
+    for r in runs {
         let rel = format!("{}/{}", r.name, r.stamp);
         let rel_e = escape(&rel);
         let _ = writeln!(
             s,
             "<tr><td><input type=\"checkbox\" value=\"{rel_e}\"></td><td>{}</td><td>{}</td><td>{} x{}</td><td>{}</td>\
-             <td class=\"{v}\">{v}</td><td class=\"n\" data-v=\"{ops}\">{ops}</td>\
-             <td class=\"n\" data-v=\"{tp:.3}\">{tp:.1}</td><td class=\"n\" data-v=\"{p99v}\">{p99}</td>\
+             <td class=\"{v}\">{v}</td><td class=\"n\" data-v=\"{opsv}\">{ops}</td>\
+             <td class=\"n\" data-v=\"{tpv}\">{tp}</td><td class=\"n\" data-v=\"{p99v}\">{p99}</td>\
              <td class=\"n\" data-v=\"{av}\">{avail}</td><td class=\"n\" data-v=\"{rec}\">{rec}</td><td class=\"n\" data-v=\"{msgsv}\">{msgs}</td>\
              <td><a href=\"/runs/{rel_e}/report.html\">report</a> <a href=\"/runs/{rel_e}/history.jsonl\">history</a> \
              <a href=\"/runs/{rel_e}/results.json\">results</a> <a href=\"/archive/{rel_e}\">tar</a></td></tr>",
@@ -256,8 +456,10 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
             r.nodes,
             escape(&r.settings),
             v = escape(&r.verdict),
-            ops = r.operations,
-            tp = r.throughput,
+            opsv = r.operations.map(|n| n.to_string()).unwrap_or_default(),
+            ops = r.operations.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+            tpv = r.throughput.map(|t| format!("{t:.3}")).unwrap_or_default(),
+            tp = fmt_opt(r.throughput, 1),
             p99v = r.p99().map(|p| format!("{p:.3}")).unwrap_or_default(),
             p99 = fmt_opt(r.p99(), 1),
             av = r.availability.map(|a| format!("{a:.5}")).unwrap_or_default(),
@@ -279,7 +481,7 @@ async fn index(State(st): State<Arc<Store>>) -> Response {
         "<p>{} runs</p>\n<script>{SCRIPT}</script>\n</body></html>\n",
         runs.len()
     );
-    Html(s).into_response()
+    s
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
 //! A small ustar writer: enough to hand a run directory to someone as one
 //! file (regular files and directories, names up to 255 bytes, no links).
-//! Symlinks are skipped rather than followed, so an archive of a run can
-//! never reach outside it.
+//! Symlinks, FIFOs and devices are skipped rather than followed or read,
+//! so an archive of a run can never reach outside it nor wait forever.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
 /// Appends `dir` (recursively) to the archive under the name `prefix`.
@@ -17,11 +17,17 @@ pub fn append_dir(out: &mut impl Write, dir: &Path, prefix: &str) -> std::io::Re
         if ty.is_dir() {
             append_dir(out, &e.path(), &name)?;
         } else if ty.is_file() {
-            let data = std::fs::read(e.path())?;
-            header(out, &name, data.len() as u64, b'0', 0o644)?;
-            out.write_all(&data)?;
-            let pad = (512 - data.len() % 512) % 512;
-            out.write_all(&vec![0u8; pad])?;
+            // Streamed: a file of any size costs a buffer, not its size.
+            // Its length is fixed when opened; a file that grows is cut
+            // there, one that shrinks is padded with zeros, so the header
+            // always tells the truth about what follows.
+            let Ok((file, len)) = super::figures::open_regular(&e.path()) else {
+                continue;
+            };
+            header(out, &name, len, b'0', 0o644)?;
+            let copied = std::io::copy(&mut file.take(len), out)?;
+            let pad = (len - copied) + (512 - len % 512) % 512;
+            std::io::copy(&mut std::io::repeat(0).take(pad), out)?;
         }
     }
     Ok(())

@@ -4,7 +4,54 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::{Fsync, Learn, Proposers, Reads};
+use crate::config::{Fsync, Learn, Proposers, QuorumSize, Reads};
+
+/// Bugs a simulation can put back on purpose, to prove the seeds catch
+/// them (`bug=` in the one-line form). Never set outside tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SimBug {
+    #[default]
+    None,
+    /// A new leader ignores the values reported in promises.
+    IgnorePromised,
+    /// Issue 11 bug 1: a set's later group leaves before an earlier one
+    /// is durable.
+    EarlyRelease,
+    /// Issue 11 bug 2: a compaction erases later records of its batch.
+    CompactLate,
+    /// Issue 11 bug 3: a follower campaigns inside its own lease guard.
+    LeaseCampaign,
+}
+
+impl SimBug {
+    const NAMES: [(SimBug, &'static str); 5] = [
+        (SimBug::None, "none"),
+        (SimBug::IgnorePromised, "ignore-promised"),
+        (SimBug::EarlyRelease, "early-release"),
+        (SimBug::CompactLate, "compact-late"),
+        (SimBug::LeaseCampaign, "lease-campaign"),
+    ];
+
+    fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(b, _)| *b == self)
+            .map_or("none", |(_, n)| n)
+    }
+
+    fn parse(v: &str) -> Result<SimBug, String> {
+        match v {
+            // The form older replay commands print.
+            "false" => Ok(SimBug::None),
+            "true" => Ok(SimBug::IgnorePromised),
+            _ => Self::NAMES
+                .iter()
+                .find(|(_, n)| *n == v)
+                .map(|(b, _)| *b)
+                .ok_or_else(|| format!("unknown bug {v:?}")),
+        }
+    }
+}
 
 /// What a simulated run looks like: cluster, protocol modes, faults,
 /// workload. `Display` and `FromStr` round-trip.
@@ -42,8 +89,12 @@ pub struct SimConfig {
     pub fault_ms: u64,
     /// Clients keep going this long after healing.
     pub heal_ms: u64,
-    /// The test-only protocol bug (a new leader ignores promised values).
-    pub bug: bool,
+    /// A bug put back on purpose (teeth), or none.
+    pub bug: SimBug,
+    /// Phase 1 and phase 2 quorum sizes (`q1=`, `q2=`; shown only when not
+    /// majorities). Sizes with `q1 + q2 <= n` run unsafe on purpose.
+    pub q1: QuorumSize,
+    pub q2: QuorumSize,
 }
 
 impl SimConfig {
@@ -70,8 +121,15 @@ impl SimConfig {
             keys: 3,
             fault_ms: 3000,
             heal_ms: 2500,
-            bug: false,
+            bug: SimBug::None,
+            q1: QuorumSize::Majority,
+            q2: QuorumSize::Majority,
         }
+    }
+
+    /// Whether the quorums need not intersect (teeth for Flexible Paxos).
+    pub fn unsafe_quorums(&self) -> bool {
+        self.q1.of(self.nodes) + self.q2.of(self.nodes) <= self.nodes
     }
 
     fn faults(&self) -> String {
@@ -127,8 +185,14 @@ impl fmt::Display for SimConfig {
             self.keys,
             self.fault_ms,
             self.heal_ms,
-            self.bug
-        )
+            self.bug.name()
+        )?;
+        for (key, q) in [("q1", self.q1), ("q2", self.q2)] {
+            if q != QuorumSize::Majority {
+                write!(f, ",{key}={q}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -177,7 +241,9 @@ impl FromStr for SimConfig {
                 "keys" => c.keys = num(v)? as usize,
                 "fault-ms" => c.fault_ms = num(v)?,
                 "heal-ms" => c.heal_ms = num(v)?,
-                "bug" => c.bug = v.parse().map_err(|e| format!("bug: {e}"))?,
+                "bug" => c.bug = SimBug::parse(v)?,
+                "q1" => c.q1 = v.parse()?,
+                "q2" => c.q2 = v.parse()?,
                 other => return Err(format!("unknown key {other:?}")),
             }
         }
@@ -197,6 +263,9 @@ mod tests {
         let mut c = SimConfig::standard(5, Proposers::Any, Learn::All, Reads::Lease);
         c.skew = 1.5;
         c.one_way = false;
+        c.bug = SimBug::CompactLate;
+        c.q1 = QuorumSize::All;
+        c.q2 = QuorumSize::Nodes(1);
         let back: SimConfig = c.to_string().parse().unwrap();
         assert_eq!(back, c);
     }

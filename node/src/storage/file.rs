@@ -5,6 +5,9 @@
 //! (`fdatasync`, skipped with `fsync=never`). Snapshots and compacted logs
 //! are written to a temporary file, fsynced, renamed over the old one, and
 //! the directory fsynced, so a crash leaves the old or the new file whole.
+//! A sync mark ([`super::watermark`]) lets recovery tell a torn last write
+//! from a log cut back into synced records; `IDENTITY`
+//! ([`super::identity`]) says whose directory this is.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -12,6 +15,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use super::codec::{self, Frame};
+use super::watermark::{self, Marker};
 use super::{Compaction, Record, Recovered, Snapshot, Storage, StorageError};
 use crate::config::Fsync;
 
@@ -24,6 +28,12 @@ pub struct FileStorage {
     /// Frames encoded since the last write, so one `sync` writes them all
     /// with a single syscall.
     pending: Vec<u8>,
+    /// The log file's inode and the bytes written to it: what the sync
+    /// mark vouches for after a sync.
+    log_inode: u64,
+    log_len: u64,
+    /// Keeps the sync mark (none with `fsync=never`).
+    marker: Option<Marker>,
     /// Held for the life of the storage: the `flock` on `LOCK`.
     _lock: File,
 }
@@ -54,13 +64,79 @@ impl FileStorage {
                 path: dir.display().to_string(),
             });
         }
+        let marker = match fsync {
+            Fsync::Always => Some(Marker::new(&dir)),
+            Fsync::Never => {
+                watermark::remove(&dir)?;
+                None
+            }
+        };
         Ok(FileStorage {
             dir,
             fsync,
             log: None,
             pending: Vec::new(),
+            log_inode: 0,
+            log_len: 0,
+            marker,
             _lock: lock,
         })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the directory holds no log records and no snapshot.
+    pub fn is_empty(&self) -> Result<bool, StorageError> {
+        for path in [self.log_path(), self.snapshot_path()] {
+            match fs::metadata(&path) {
+                Ok(m) if m.len() > 0 => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves a damaged log and snapshot aside (`log.damaged-<unix time>`),
+    /// for a node that rejoins without them.
+    pub fn set_aside(&mut self) -> Result<Vec<PathBuf>, StorageError> {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut moved = Vec::new();
+        self.log = None;
+        for path in [
+            self.log_path(),
+            self.snapshot_path(),
+            self.dir.join(watermark::FILE),
+        ] {
+            if path.exists() {
+                let to = path.with_extension(format!("damaged-{stamp}"));
+                fs::rename(&path, &to).map_err(io_err(&to))?;
+                moved.push(to);
+            }
+        }
+        self.sync_dir()?;
+        Ok(moved)
+    }
+
+    /// Brings the sync mark up to date now (a clean shutdown).
+    pub fn mark_synced(&mut self) -> Result<(), StorageError> {
+        self.note_synced(true)
+    }
+
+    fn note_synced(&mut self, force: bool) -> Result<(), StorageError> {
+        let mark = watermark::Mark {
+            inode: self.log_inode,
+            bytes: self.log_len,
+        };
+        match &mut self.marker {
+            Some(m) if self.log_inode != 0 => m.note(mark, force),
+            _ => Ok(()),
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -74,18 +150,27 @@ impl FileStorage {
     fn open_log(&mut self) -> Result<&mut File, StorageError> {
         if self.log.is_none() {
             let path = self.log_path();
-            let f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(io_err(&path))?;
+            let existed = path.exists();
+            let f = retry_out_of_descriptors(|| {
+                OpenOptions::new().create(true).append(true).open(&path)
+            })
+            .map_err(io_err(&path))?;
+            // A new file's name is durable once its directory is synced:
+            // ext4's journal does that with the first fdatasync, a
+            // filesystem that keeps only what POSIX promises does not, and
+            // would lose the whole log at the first power loss.
+            if !existed && self.fsync == Fsync::Always {
+                self.sync_dir()?;
+            }
+            self.log_inode = watermark::inode(&f, &path)?;
+            self.log_len = f.metadata().map_err(io_err(&path))?.len();
             self.log = Some(f);
         }
         Ok(self.log.as_mut().expect("opened just above"))
     }
 
     fn sync_dir(&self) -> Result<(), StorageError> {
-        let d = File::open(&self.dir).map_err(io_err(&self.dir))?;
+        let d = retry_out_of_descriptors(|| File::open(&self.dir)).map_err(io_err(&self.dir))?;
         d.sync_all().map_err(io_err(&self.dir))
     }
 
@@ -94,12 +179,37 @@ impl FileStorage {
     fn replace_atomically(&self, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let dst = self.dir.join(name);
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = retry_out_of_descriptors(|| File::create(&tmp)).map_err(io_err(&tmp))?;
         f.write_all(bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         drop(f);
         fs::rename(&tmp, &dst).map_err(io_err(&dst))?;
         self.sync_dir()
+    }
+}
+
+/// Opens a file, waiting out a shortage of descriptors (EMFILE, ENFILE):
+/// a burst of connections must not turn a snapshot into a fatal storage
+/// error. Backs off from 1 ms to 256 ms, about 10 s in all, then gives up
+/// with the last error.
+fn retry_out_of_descriptors(mut open: impl FnMut() -> io::Result<File>) -> io::Result<File> {
+    let mut wait = std::time::Duration::from_millis(1);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        match open() {
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && waited < std::time::Duration::from_secs(10) =>
+            {
+                if waited.is_zero() {
+                    tracing::warn!(error = %e, "out of file descriptors; retrying with backoff");
+                }
+                std::thread::sleep(wait);
+                waited += wait;
+                wait = (wait * 2).min(std::time::Duration::from_millis(256));
+            }
+            r => return r,
+        }
     }
 }
 
@@ -172,8 +282,27 @@ impl Storage for FileStorage {
             },
         };
         let log_path = self.log_path();
-        let buf = read_opt(&log_path)?.unwrap_or_default();
+        let (buf, inode) = match File::open(&log_path) {
+            Ok(mut f) => {
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).map_err(io_err(&log_path))?;
+                (buf, Some(watermark::inode(&f, &log_path)?))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
+            Err(e) => return Err(io_err(&log_path)(e)),
+        };
         let (records, good) = parse_log(&buf, &log_path.display().to_string())?;
+        if self.fsync == Fsync::Always {
+            if let Some(mark) = watermark::read(&self.dir)? {
+                if Some(mark.inode) == inode && (good as u64) < mark.bytes {
+                    return Err(StorageError::Truncated {
+                        file: log_path.display().to_string(),
+                        length: good as u64,
+                        durable: mark.bytes,
+                    });
+                }
+            }
+        }
         if good < buf.len() {
             tracing::warn!(
                 file = %log_path.display(),
@@ -200,16 +329,25 @@ impl Storage for FileStorage {
         Ok(())
     }
 
-    fn sync(&mut self) -> Result<(), StorageError> {
+    fn flush(&mut self) -> Result<(), StorageError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
         let path = self.log_path();
         let pending = std::mem::take(&mut self.pending);
-        let fsync = self.fsync;
-        let log = self.open_log()?;
-        if !pending.is_empty() {
-            log.write_all(&pending).map_err(io_err(&path))?;
-        }
-        if fsync == Fsync::Always {
-            log.sync_data().map_err(io_err(&path))?;
+        self.open_log()?
+            .write_all(&pending)
+            .map_err(io_err(&path))?;
+        self.log_len += pending.len() as u64;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
+        if self.fsync == Fsync::Always {
+            let path = self.log_path();
+            self.open_log()?.sync_data().map_err(io_err(&path))?;
+            self.note_synced(false)?;
         }
         Ok(())
     }
@@ -227,6 +365,7 @@ impl Storage for FileStorage {
         self.log = None;
         self.replace_atomically("log", &log)?;
         self.open_log()?;
-        Ok(())
+        // The new log (a new inode) is durable whole.
+        self.note_synced(true)
     }
 }

@@ -1,19 +1,22 @@
-//! The simulation's disk: records in memory, with a watermark of what was
-//! synced, so a power loss can drop exactly the unsynced suffix.
+//! The simulation's disk: records in memory at the three levels of
+//! [`Storage`], so a crash can drop exactly what it would lose.
 //!
-//! A process crash keeps everything written (the page cache survives); a
-//! power loss keeps only what `sync` made durable, which with
-//! `fsync=never` is nothing but compactions (those fsync regardless, as the
-//! file storage's atomic rename does).
+//! `append` keeps records in the process (a kill loses them), `flush`
+//! hands them to the "operating system" (a kill keeps them, a power loss
+//! does not), `sync` makes them durable. With `fsync=never` nothing is
+//! ever synced but compactions (those fsync regardless, as the file
+//! storage's atomic rename does).
 
 use super::{Compaction, Record, Recovered, Snapshot, Storage, StorageError};
 use crate::config::Fsync;
 
-/// An in-memory disk that models power loss.
+/// An in-memory disk that models process kills and power loss.
 #[derive(Clone, Debug)]
 pub struct MemStorage {
     fsync: Fsync,
     records: Vec<Record>,
+    /// `records[..written]` survive a kill of the process.
+    written: usize,
     /// `records[..synced]` survive a power loss.
     synced: usize,
     snapshot: Option<Snapshot>,
@@ -28,6 +31,7 @@ impl MemStorage {
         MemStorage {
             fsync,
             records: Vec::new(),
+            written: 0,
             synced: 0,
             snapshot: None,
             appended: 0,
@@ -35,18 +39,29 @@ impl MemStorage {
         }
     }
 
+    /// The process was killed: what it had not flushed is gone.
+    pub fn kill(&mut self) {
+        self.records.truncate(self.written);
+    }
+
     /// Power loss: everything not yet synced is gone.
     pub fn power_loss(&mut self) {
         self.records.truncate(self.synced);
+        self.written = self.synced;
     }
 
-    /// Records on the disk now (synced or not).
+    /// Records on the disk now, at any level.
     pub fn len(&self) -> usize {
         self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+    }
+
+    /// Records that survive a power loss.
+    pub fn synced_len(&self) -> usize {
+        self.synced
     }
 }
 
@@ -64,7 +79,13 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    fn flush(&mut self) -> Result<(), StorageError> {
+        self.written = self.records.len();
+        Ok(())
+    }
+
     fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
         if self.fsync == Fsync::Always && self.synced < self.records.len() {
             self.synced = self.records.len();
             self.syncs += 1;
@@ -73,8 +94,10 @@ impl Storage for MemStorage {
     }
 
     fn compact(&mut self, c: &Compaction) -> Result<(), StorageError> {
+        // Whatever was appended before is superseded by `retained`.
         self.snapshot = Some(c.snapshot.clone());
         self.records = c.retained.clone();
+        self.written = self.records.len();
         self.synced = self.records.len();
         Ok(())
     }

@@ -3,22 +3,28 @@
 //! in-memory disk that models power loss) implement.
 //!
 //! The log is append-only: [`Record::Promise`], [`Record::Accept`] and
-//! [`Record::Chosen`]. Recovery replays it on top of the latest
-//! [`Snapshot`]; later records win, and the promise is the maximum seen,
-//! so replay is order-tolerant and idempotent.
+//! [`Record::Chosen`], plus the two marks of a node that rejoins after
+//! losing its disk ([`Record::Rejoin`], [`Record::Rejoined`]). Recovery
+//! replays it on top of the latest [`Snapshot`]; later records win, and
+//! the promise is the maximum seen, so replay is order-tolerant and
+//! idempotent.
 
 pub mod codec;
 pub mod file;
+pub mod identity;
 pub mod mem;
+pub mod watermark;
 
 use std::io;
 
 use serde::{Deserialize, Serialize};
 
+use crate::durability::Lsn;
 use crate::kv::Kv;
 use crate::types::{Ballot, Entry, Slot};
 
 pub use file::FileStorage;
+pub use identity::Identity;
 pub use mem::MemStorage;
 
 /// One durable fact.
@@ -36,13 +42,21 @@ pub enum Record {
     },
     /// `entry` is chosen in `slot`.
     Chosen { slot: Slot, entry: Entry },
+    /// This node lost its durable state and rejoins (`--rejoin`): it
+    /// promises and accepts nothing, and refuses every ballot up to
+    /// `floor`, until a leader elected above the floor has re-chosen every
+    /// slot its lost votes could have counted in (see the replica's
+    /// "Rejoining" section).
+    Rejoin { floor: Ballot },
+    /// The rejoin is over: this node is an acceptor again.
+    Rejoined,
 }
 
 impl Record {
     /// The slot a record is about, if any.
     pub fn slot(&self) -> Option<Slot> {
         match self {
-            Record::Promise { .. } => None,
+            Record::Promise { .. } | Record::Rejoin { .. } | Record::Rejoined => None,
             Record::Accept { slot, .. } | Record::Chosen { slot, .. } => Some(*slot),
         }
     }
@@ -67,10 +81,16 @@ impl Snapshot {
 /// from the snapshot on). Done atomically: a crash leaves either the old
 /// snapshot and log or the new ones, or the new snapshot with the old log,
 /// which recovery handles by skipping records the snapshot covers.
+///
+/// The compaction is the node's state after every record below `at`:
+/// records from `at` on must be appended after it (see
+/// [`crate::durability`]), and writing it makes every record below `at`
+/// durable.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Compaction {
     pub snapshot: Snapshot,
     pub retained: Vec<Record>,
+    pub at: Lsn,
 }
 
 /// What recovery found on disk.
@@ -98,19 +118,32 @@ pub enum StorageError {
     },
     #[error("{path}: data directory is locked by another process")]
     Locked { path: String },
+    /// The log is shorter than it was when last known durable: records
+    /// that were synced (and maybe answered for) are gone.
+    #[error("{file}: the log is {length} bytes long, but {durable} bytes of it were durable: synced records are gone (the file was cut back, not torn by a crash); refusing to start. Restore the data directory from a backup, or move it aside and start this node with --rejoin")]
+    Truncated {
+        file: String,
+        length: u64,
+        durable: u64,
+    },
 }
 
-/// Durable storage of one node.
+/// Durable storage of one node, in three levels: appended (in this
+/// process), flushed (in the operating system: survives a kill) and synced
+/// (on the disk: survives a power loss).
 ///
-/// The shell's contract (see `replica`): append the records of a batch of
-/// outputs, `sync` once (group commit), and only then release the
-/// messages and replies of that batch.
+/// [`crate::durability::Pipeline`] drives it: it appends the records of a
+/// set of groups, syncs once (group commit), and only then releases the
+/// messages and replies that stand on them.
 pub trait Storage {
     /// Reads back the snapshot and the log (truncating a torn tail).
     fn load(&mut self) -> Result<Recovered, StorageError>;
-    /// Appends records; they may sit in a buffer until `sync`.
+    /// Appends records; they sit in this process until `flush` or `sync`.
     fn append(&mut self, records: &[Record]) -> Result<(), StorageError>;
-    /// Makes everything appended durable (a no-op with `fsync=never`).
+    /// Hands everything appended to the operating system (no fsync).
+    fn flush(&mut self) -> Result<(), StorageError>;
+    /// Flushes and makes everything durable (with `fsync=never`: flushes
+    /// only).
     fn sync(&mut self) -> Result<(), StorageError>;
     /// Writes a snapshot and replaces the log, atomically.
     fn compact(&mut self, compaction: &Compaction) -> Result<(), StorageError>;

@@ -7,7 +7,7 @@ pub mod fallback_linearizability;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use synod_checker::history::{Event, History};
+use synod_checker::history::History;
 use synod_checker::{Options, Verdict};
 
 use synod_node::sim::{self, replay_command, SimConfig, SimResult};
@@ -23,15 +23,8 @@ pub enum Judgement {
 /// Judges a simulated history with the real checker
 /// (`synod_checker::check`, cas-register model per key).
 pub fn judge(result: &SimResult) -> Judgement {
-    let events: Vec<Event> = result
-        .history
-        .iter()
-        .map(|l| {
-            let v = serde_json::to_value(l).expect("history lines serialize");
-            serde_json::from_value(v).expect("the simulation writes the checker's format")
-        })
-        .collect();
-    let history = History::new(events);
+    // The simulation records the checker's own events: no conversion.
+    let history = History::new(result.history.clone());
     let options = Options {
         time_limit: Some(Duration::from_secs(20)),
         ..Options::default()
@@ -124,16 +117,8 @@ pub fn run_seeds(cfg: &SimConfig, first: u64, seeds: u64) {
 
 /// What is wrong with a run, if anything.
 pub fn check_result(result: &SimResult) -> Option<String> {
-    if !result.violations.is_empty() {
-        return Some(format!(
-            "invariant violated: {}",
-            result.violations.join("; ")
-        ));
-    }
-    match judge(result) {
-        Judgement::Linearizable => {}
-        Judgement::NotLinearizable(why) => return Some(format!("not linearizable: {why}")),
-        Judgement::Unknown(why) => return Some(format!("checker gave up: {why}")),
+    if let Some(problem) = safety_problem(result) {
+        return Some(problem);
     }
     if !result.late_failures.is_empty() {
         return Some(format!(
@@ -143,4 +128,22 @@ pub fn check_result(result: &SimResult) -> Option<String> {
         ));
     }
     None
+}
+
+/// A broken safety property of a simulated run: an invariant violated, a
+/// history the checker calls not linearizable, or one it gave up on.
+/// Liveness (ops after healing that did not succeed) is not safety: teeth
+/// for safety bugs count only this.
+pub fn safety_problem(result: &SimResult) -> Option<String> {
+    if !result.violations.is_empty() {
+        return Some(format!(
+            "invariant violated: {}",
+            result.violations.join("; ")
+        ));
+    }
+    match judge(result) {
+        Judgement::Linearizable => None,
+        Judgement::NotLinearizable(why) => Some(format!("not linearizable: {why}")),
+        Judgement::Unknown(why) => Some(format!("checker gave up: {why}")),
+    }
 }

@@ -1,0 +1,188 @@
+//! The comparison as text: `compare.md` for a pull request and
+//! `compare.html`, self-contained with the plots inline, each run linked
+//! to its own report.
+
+use std::fmt::Write as _;
+
+use synod_checker::html::escape;
+use synod_checker::palette::RUNS;
+
+use super::super::figures::RunFigures;
+use super::changes::{mark, rows, PEER_ROW, THRESHOLD};
+
+/// The comparison as Markdown: the table, differences in bold.
+pub fn markdown(runs: &[RunFigures]) -> String {
+    let mut s = String::from("## Synod comparison\n\n");
+    let _ = writeln!(
+        s,
+        "Baseline: `{}`. **Bold**: a change over {:.0}% and beyond the runs' second-to-second spread.\n",
+        runs.first().map(|r| r.label()).unwrap_or_default(),
+        THRESHOLD * 100.0
+    );
+    let md = |t: &str| t.replace('|', "\\|").replace('\n', " ");
+    s += "| |";
+    for r in runs {
+        let _ = write!(s, " `{}` |", md(&r.label()));
+    }
+    s += "\n|---|";
+    for _ in runs {
+        s += "---|";
+    }
+    s += "\n";
+    for row in rows(runs) {
+        let _ = write!(s, "| {} |", md(&row.label));
+        for (text, c) in &row.cells {
+            match c {
+                Some(ch) if ch.marked => {
+                    let _ = write!(s, " **{}{}** |", md(text), mark(*c));
+                }
+                _ => {
+                    let _ = write!(s, " {} |", md(text));
+                }
+            }
+        }
+        s += "\n";
+    }
+    s += "\nPlots: `compare-latency.svg`, `compare-throughput.svg`, `compare-availability.svg` (all in `compare.html`).\n";
+    s
+}
+
+pub(super) fn html(
+    runs: &[RunFigures],
+    plots: &[(&str, String)],
+    link: &dyn Fn(&RunFigures) -> String,
+) -> String {
+    let mut s = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Synod comparison</title>\n<style>\n\
+         body{font-family:sans-serif;margin:1.5em;color:#222}\n\
+         table{border-collapse:collapse;margin-bottom:1.5em}\n\
+         td,th{border:1px solid #ccc;padding:4px 8px;text-align:right;font-size:14px}\n\
+         th{background:#f4f4f4} td.l{text-align:left;font-weight:bold}\n\
+         td.up{background:#fde2e2} td.down{background:#e2f5e8}\n\
+         .valid{color:#070}.invalid{color:#b00;font-weight:bold}.unknown{color:#b60}.error{color:#b00}\n\
+         .key span{display:inline-block;width:1em;height:.6em;margin:0 .3em 0 1em}\n\
+         </style></head><body>\n<h1>Synod comparison</h1>\n",
+    );
+    let _ = writeln!(
+        s,
+        "<p>Baseline: <code>{}</code>. A shaded cell changed by over {:.0}% and beyond the runs' second-to-second spread.</p>",
+        escape(&runs.first().map(|r| r.label()).unwrap_or_default()),
+        THRESHOLD * 100.0
+    );
+    s += "<p class=\"key\">";
+    for (i, r) in runs.iter().enumerate() {
+        let c = RUNS[i % RUNS.len()];
+        let _ = write!(
+            s,
+            "<span style=\"background:rgb({},{},{})\"></span>{}",
+            c.0,
+            c.1,
+            c.2,
+            escape(&r.label())
+        );
+    }
+    s += "</p>\n<table>\n<tr><th></th>";
+    for r in runs {
+        let _ = write!(
+            s,
+            "<th><a href=\"{}\">{}</a></th>",
+            escape(&link(r)),
+            escape(&r.label())
+        );
+    }
+    s += "</tr>\n";
+    for row in rows(runs) {
+        let _ = write!(s, "<tr><td class=\"l\">{}</td>", escape(&row.label));
+        for (text, c) in &row.cells {
+            let class = match c {
+                // Higher is worse for latency, better for the rest.
+                Some(ch) if ch.marked => {
+                    let worse = if row.label.ends_with(" ms") || row.label == PEER_ROW {
+                        ch.relative > 0.0
+                    } else {
+                        ch.relative < 0.0
+                    };
+                    if worse {
+                        " class=\"up\""
+                    } else {
+                        " class=\"down\""
+                    }
+                }
+                _ if row.label == "verdict" => "",
+                _ => "",
+            };
+            let body = if row.label == "verdict" {
+                format!("<span class=\"{0}\">{0}</span>", escape(text))
+            } else {
+                escape(&format!("{text}{}", mark(*c)))
+            };
+            let _ = write!(s, "<td{class}>{body}</td>");
+        }
+        s += "</tr>\n";
+    }
+    s += "</table>\n";
+    for (name, svg) in plots {
+        let _ = writeln!(s, "<div id=\"plot-{name}\">{svg}</div>");
+    }
+    s += "</body></html>\n";
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::page;
+    use super::*;
+
+    fn run(name: &str, per_op: Option<f64>) -> RunFigures {
+        RunFigures {
+            dir: PathBuf::from(name),
+            name: name.into(),
+            stamp: "20260101T000000Z".into(),
+            verdict: "valid".into(),
+            explanation: None,
+            target: "synod".into(),
+            nodes: 3,
+            settings: String::new(),
+            seed: 1,
+            operations: Some(100),
+            ok: Some(100),
+            seconds: Some(10.0),
+            throughput: Some(10.0),
+            latency: vec![],
+            availability: Some(1.0),
+            recovery: None,
+            unrecovered: 0,
+            peer_messages_per_op: per_op,
+            peer_messages: per_op.map(|p| (p * 100.0) as u64),
+            series: vec![],
+            windows: vec![],
+        }
+    }
+
+    #[test]
+    fn peer_messages_per_op_is_compared_and_missing_is_not_zero() {
+        let runs = [
+            run("leader", Some(8.0)),
+            run("all", Some(12.0)),
+            run("same", Some(8.4)),
+            run("etcd", None),
+        ];
+        let md = markdown(&runs);
+        let line = md
+            .lines()
+            .find(|l| l.starts_with("| peer msgs/op |"))
+            .unwrap_or_else(|| panic!("no peer row:\n{md}"));
+        assert_eq!(
+            line,
+            "| peer msgs/op | 8.00 | **12.00 (+50%)** | 8.40 | n/a |"
+        );
+        // More messages is worse: the cell is shaded as a regression.
+        let html = page(&runs, &|r| r.name.clone());
+        assert!(
+            html.contains("<td class=\"up\">12.00 (+50%)</td>"),
+            "{html}"
+        );
+    }
+}

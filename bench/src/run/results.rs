@@ -1,0 +1,80 @@
+//! The run's end: the history judged by the checker, `results.json`
+//! written once with the run's own figures under `"run"` (or without a
+//! verdict if the run was interrupted), the verdict printed and the exit
+//! status picked.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use synod_checker::import::{self, Format};
+use synod_checker::{check_and_report_run, Options, PipelineError};
+
+use super::phases::Observed;
+use crate::artifacts::{write_json, RunResults, RunSection};
+use crate::peer_messages::peer_section;
+use crate::recorder::OpCounts;
+use crate::EXIT_ERROR;
+
+/// Judges the history with the checker (which writes `results.json`,
+/// `report.html` and plots into the run directory), adds what the run
+/// itself observed under `"run"`, prints the verdict and where the report
+/// is, and picks the exit status.
+pub fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Result<ExitCode> {
+    let OpCounts { ok, fail, info, .. } = observed.counts;
+    let run = RunSection {
+        seed: observed.seed,
+        seconds: observed.seconds,
+        events: observed.events,
+        ops: observed.counts,
+        interrupted: observed.interrupted.map(str::to_string),
+        history: "history.jsonl".to_string(),
+        peer_messages: observed.peer_messages.as_ref().ok().cloned(),
+        peer_messages_unavailable: observed.peer_messages.as_ref().err().map(|s| s.to_string()),
+    };
+    eprintln!(
+        "synod: {} events, ok {ok}, fail {fail}, info {info} in {:.1} s",
+        observed.events, observed.seconds
+    );
+    let peer_summary = match &observed.peer_messages {
+        Ok(m) => m.summary(),
+        Err(why) => format!("  peer messages per op: not available ({why})\n"),
+    };
+    if let Some(sig) = observed.interrupted {
+        let results = RunResults::unjudged(
+            format!(
+                "interrupted by {sig}: the cluster was healed and torn down, the history kept \
+                 unchecked"
+            ),
+            Some(run),
+        );
+        write_json(&dir.join("results.json"), &results)?;
+        eprintln!(
+            "synod: interrupted by {sig}; history kept in {}",
+            dir.display()
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    }
+    let history_path = dir.join("history.jsonl");
+    let file = history_path.display().to_string();
+    // Streamed: the history is never held whole.
+    let input = import::open(&history_path, Format::Jsonl)
+        .map_err(|e| anyhow::anyhow!(e.in_file(&file)))?;
+    let options = Options {
+        semantics: input.semantics(),
+        time_limit: (check_time_limit > 0.0)
+            .then(|| Duration::try_from_secs_f64(check_time_limit).ok())
+            .flatten(),
+        ..Options::default()
+    };
+    let sections = [peer_section(observed.peer_messages.as_ref())];
+    // The checker writes results.json once, with the run's own figures.
+    let outcome = match check_and_report_run(input, &options, dir, &sections, &run) {
+        Ok(o) => o,
+        Err(PipelineError::History(e)) => anyhow::bail!(e.in_file(&file)),
+        Err(e) => return Err(anyhow::Error::new(e).context("the checker failed")),
+    };
+    print!("{}{peer_summary}", outcome.summary());
+    println!("report: {}", dir.join("report.html").display());
+    Ok(ExitCode::from(outcome.exit_code()))
+}

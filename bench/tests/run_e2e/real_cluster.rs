@@ -1,0 +1,162 @@
+//! Short chaos runs of the real `synod-node`: the default mix, and the
+//! teeth runs (local reads, quorums that need not intersect, unsynced
+//! writes lost to a power loss) with the control that fsyncs.
+
+use std::process::Command;
+
+use super::support::*;
+
+#[test]
+fn real_node_short_chaos_run() {
+    let Some(node) = real_node() else { return };
+    let s = store("real");
+    let out = Command::new(synod_bin())
+        .args([
+            "run",
+            "--store",
+            s.to_str().unwrap(),
+            "--time-limit",
+            "10",
+            "--recovery",
+            "5",
+        ])
+        .args(["--nemesis-interval", "2", "--seed", "1"])
+        .env("SYNOD_NODE_BIN", &node)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        matches!(out.status.code(), Some(0 | 2)),
+        "{:?}\n{stderr}",
+        out.status
+    );
+    assert!(
+        processes_mentioning(s.to_str().unwrap()).is_empty(),
+        "nodes left behind"
+    );
+    exported_verdict_matches(&s.join("latest"));
+    std::fs::remove_dir_all(&s).ok();
+}
+
+/// Teeth: `--reads local` answers from any replica's own state, which a
+/// partition (or plain lag) makes stale; the run must say invalid, and so
+/// must its export read back with Jepsen's meaning.
+#[test]
+fn local_reads_under_partitions_are_caught() {
+    let Some((code, out, s)) = real_run_kept(
+        "teeth-local",
+        &[
+            "--reads",
+            "local",
+            "--nemesis",
+            "partition",
+            "--nemesis-interval",
+            "1.5",
+            "--time-limit",
+            "8",
+            "--seed",
+            "1",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not linearizable"), "{out}");
+    assert_eq!(exported_verdict_matches(&s.join("latest")), 1);
+    std::fs::remove_dir_all(&s).ok();
+}
+
+/// Teeth for Flexible Paxos: with `--phase2-quorum 1` of 3 (Q1 + Q2 = N,
+/// allowed only by `--unsafe-quorums`) a leader cut off from the rest
+/// still chooses alone while the others elect and choose too.
+#[test]
+fn quorums_that_need_not_intersect_are_caught() {
+    let Some((code, out)) = real_run(
+        "teeth-quorums",
+        &[
+            "--node-arg=--phase2-quorum",
+            "--node-arg=1",
+            "--node-arg=--unsafe-quorums",
+            "--nemesis",
+            "partition:isolate-leader",
+            "--nemesis-interval",
+            "2",
+            "--time-limit",
+            "10",
+            "--seed",
+            "1",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("not linearizable"), "{out}");
+}
+
+/// Teeth: with `--fsync never` a power loss of the whole cluster loses
+/// acknowledged writes; the run must say invalid. The power is cut by
+/// SIGKILL and the filesystem forgetting unsynced writes, not by the
+/// node's own crash endpoint. (Seed 2 draws whole-cluster power losses
+/// within the time limit.)
+#[test]
+fn unsynced_writes_lost_on_power_loss_are_caught() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let Some((code, out, s)) = real_run_kept(
+        "teeth-fsync",
+        &[
+            "--fsync",
+            "never",
+            // The whole cluster at once, and keys that outlive the outage,
+            // so reads after the restart look at the writes it lost.
+            "--nemesis",
+            "power-loss:all",
+            "--ops-per-key",
+            "1000",
+            "--nemesis-interval",
+            "1.5",
+            "--time-limit",
+            "12",
+            "--seed",
+            "2",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(1), "{out}");
+    assert!(power_losses_through_the_filesystem(&history(&s.join("latest"))) > 0);
+    std::fs::remove_dir_all(&s).ok();
+}
+
+/// With `--fsync always` the node's log loses no acknowledged write over
+/// many whole-cluster power losses through the filesystem: every write
+/// it acknowledged was fsynced, and only unsynced writes are forgotten.
+#[test]
+fn fsync_always_survives_many_power_losses_through_the_filesystem() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let Some((code, out, s)) = real_run_kept(
+        "power-loss-always",
+        &[
+            "--nemesis",
+            "power-loss:all",
+            "--ops-per-key",
+            "1000",
+            "--nemesis-interval",
+            "1",
+            "--time-limit",
+            "12",
+            "--seed",
+            "3",
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(code, Some(0), "{out}");
+    let losses = power_losses_through_the_filesystem(&history(&s.join("latest")));
+    assert!(losses >= 5, "only {losses} power losses");
+    std::fs::remove_dir_all(&s).ok();
+}

@@ -1,0 +1,470 @@
+//! Building a [`Report`] from events as they stream past: the aggregates
+//! (counts, latency histograms, time buckets, a decimated sample) and the
+//! fault windows with their availability and recovery.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use super::{ms, FaultWindow, LatencyRow, Outage, Report, Sample, Second, MAX_SAMPLES};
+use crate::fxhash::FxHashMap;
+use crate::history::{Event, EventType, Fun, History, Process};
+
+/// The most time buckets a report keeps (a day and more of seconds).
+const MAX_BUCKETS: usize = 100_000;
+
+fn histogram() -> Histogram<u64> {
+    // 1 ns .. 1 hour at 3 significant figures; saturating records clamp
+    // anything beyond, and these bounds are valid, so creation cannot fail.
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .unwrap_or_else(|e| unreachable!("constant histogram bounds are valid: {e}"))
+}
+
+/// Keeps every `stride`-th of a stream, doubling the stride (and halving
+/// what it kept) whenever it holds more than its cap: an even sample of a
+/// stream whose length is not known in advance.
+#[derive(Default)]
+struct Decimator {
+    kept: Vec<(u64, Sample)>,
+    stride: u64,
+    seen: u64,
+}
+
+impl Decimator {
+    fn push(&mut self, s: Sample) {
+        let stride = self.stride.max(1);
+        if self.seen.is_multiple_of(stride) {
+            self.kept.push((self.seen, s));
+            if self.kept.len() > MAX_SAMPLES {
+                let wider = stride * 2;
+                self.kept.retain(|(n, _)| n.is_multiple_of(wider));
+                self.stride = wider;
+            }
+        }
+        self.seen += 1;
+    }
+}
+
+/// The completions within one time bucket.
+#[derive(Clone, Default)]
+struct Bucket {
+    ok: u64,
+    fail: u64,
+    info: u64,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Bucket {
+    fn absorb(&mut self, other: Bucket) {
+        self.ok += other.ok;
+        self.fail += other.fail;
+        self.info += other.info;
+        if let Some(h) = other.latency {
+            match &mut self.latency {
+                Some(mine) => {
+                    // Same bounds on both sides, so adding cannot fail.
+                    let _ = mine.add(&h);
+                }
+                None => self.latency = Some(h),
+            }
+        }
+    }
+}
+
+/// Builds a [`Report`] from events as they stream past, holding only the
+/// open invocations, the aggregates and a sample of latencies: a history
+/// of any size is reported on without being held.
+pub struct ReportBuilder {
+    /// Process -> (f, invocation time).
+    open: FxHashMap<u64, (Fun, u64)>,
+    start: Option<u64>,
+    end: u64,
+    operations: u64,
+    completed: u64,
+    ok: u64,
+    counts: BTreeMap<String, BTreeMap<String, u64>>,
+    /// (f, outcome, latency): a handful, so a scan beats hashing strings.
+    histograms: Vec<(String, &'static str, Histogram<u64>)>,
+    /// One second each at first; twice as wide each time there would be
+    /// more than [`MAX_BUCKETS`].
+    bucket_ns: u64,
+    buckets: Vec<Bucket>,
+    ok_samples: Decimator,
+    other_samples: Decimator,
+    windows: Vec<FaultWindow>,
+    /// Windows a completion may still count in: open ones, and ones that
+    /// stopped at the latest time seen.
+    active: Vec<usize>,
+    /// Stopped windows whose first ok after the stop is still to come.
+    awaiting_recovery: Vec<usize>,
+    last_ok: Option<u64>,
+    /// The longest stretch without an ok so far, and where the current one
+    /// began.
+    longest_gap: Option<(u64, u64)>,
+}
+
+impl Default for ReportBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn outcome_name(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Ok => "ok",
+        EventType::Fail => "fail",
+        EventType::Info => "info",
+        EventType::Invoke => "open",
+    }
+}
+
+impl ReportBuilder {
+    pub fn new() -> Self {
+        ReportBuilder {
+            open: FxHashMap::default(),
+            start: None,
+            end: 0,
+            operations: 0,
+            completed: 0,
+            ok: 0,
+            counts: BTreeMap::new(),
+            histograms: Vec::new(),
+            bucket_ns: 1_000_000_000,
+            buckets: Vec::new(),
+            ok_samples: Decimator::default(),
+            other_samples: Decimator::default(),
+            windows: Vec::new(),
+            active: Vec::new(),
+            awaiting_recovery: Vec::new(),
+            last_ok: None,
+            longest_gap: None,
+        }
+    }
+
+    fn count(&mut self, f: &Fun, outcome: &str) {
+        let by_outcome = match self.counts.get_mut(f.as_str()) {
+            Some(m) => m,
+            None => self.counts.entry(f.as_str().to_string()).or_default(),
+        };
+        match by_outcome.get_mut(outcome) {
+            Some(n) => *n += 1,
+            None => {
+                by_outcome.insert(outcome.to_string(), 1);
+            }
+        }
+    }
+
+    /// The bucket of time `t`, widening the buckets if need be.
+    fn bucket(&mut self, t: u64) -> &mut Bucket {
+        let start = self.start.unwrap_or(t);
+        let mut i = (t.saturating_sub(start) / self.bucket_ns) as usize;
+        while i >= MAX_BUCKETS {
+            let old = std::mem::take(&mut self.buckets);
+            let mut pairs = old.into_iter();
+            while let Some(mut a) = pairs.next() {
+                if let Some(b) = pairs.next() {
+                    a.absorb(b);
+                }
+                self.buckets.push(a);
+            }
+            self.bucket_ns = self.bucket_ns.saturating_mul(2);
+            i = (t.saturating_sub(start) / self.bucket_ns) as usize;
+        }
+        if self.buckets.len() <= i {
+            self.buckets.resize(i + 1, Bucket::default());
+        }
+        &mut self.buckets[i]
+    }
+
+    /// Takes the next event of the history.
+    pub fn push(&mut self, e: &Event) {
+        self.start.get_or_insert(e.time);
+        self.end = e.time;
+        match e.process {
+            Process::Nemesis => self.nemesis(e),
+            Process::Client(p) if e.kind == EventType::Invoke => {
+                self.operations += 1;
+                self.open.insert(p, (e.f.clone(), e.time));
+            }
+            Process::Client(p) => {
+                if let Some((f, invoke)) = self.open.remove(&p) {
+                    self.complete(&f, invoke, e.time, e.kind);
+                }
+            }
+        }
+    }
+
+    fn complete(&mut self, f: &Fun, invoke: u64, done: u64, kind: EventType) {
+        let outcome = outcome_name(kind);
+        self.count(f, outcome);
+        let latency = done.saturating_sub(invoke).max(1);
+        match self
+            .histograms
+            .iter_mut()
+            .find(|(name, o, _)| name == f.as_str() && *o == outcome)
+        {
+            Some((_, _, h)) => h.saturating_record(latency),
+            None => {
+                let mut h = histogram();
+                h.saturating_record(latency);
+                self.histograms.push((f.as_str().to_string(), outcome, h));
+            }
+        }
+        let b = self.bucket(done);
+        match kind {
+            EventType::Ok => b.ok += 1,
+            EventType::Fail => b.fail += 1,
+            _ => b.info += 1,
+        }
+        b.latency
+            .get_or_insert_with(histogram)
+            .saturating_record(latency);
+        let sample = Sample {
+            complete: done,
+            latency,
+            outcome: kind,
+        };
+        self.completed += 1;
+        if kind == EventType::Ok {
+            self.ok += 1;
+            self.ok_samples.push(sample);
+            let from = self.last_ok.or(self.start).unwrap_or(done);
+            self.gap(from, done);
+            self.last_ok = Some(done);
+            let windows = &mut self.windows;
+            self.awaiting_recovery.retain(|&w| {
+                let stop = windows[w].stop.unwrap_or(done);
+                windows[w].recovery = Some(done.saturating_sub(stop));
+                false
+            });
+        } else {
+            self.other_samples.push(sample);
+        }
+        let windows = &mut self.windows;
+        self.active
+            .retain(|&w| windows[w].stop.is_none_or(|stop| stop >= done));
+        for &w in &self.active {
+            let w = &mut self.windows[w];
+            if w.start <= done {
+                w.completed += 1;
+                if kind == EventType::Ok {
+                    w.ok += 1;
+                }
+            }
+        }
+    }
+
+    fn gap(&mut self, from: u64, to: u64) {
+        if self
+            .longest_gap
+            .is_none_or(|(a, b)| to.saturating_sub(from) > b - a)
+        {
+            self.longest_gap = Some((from, to.max(from)));
+        }
+    }
+
+    fn nemesis(&mut self, e: &Event) {
+        let f = e.f.as_str();
+        if let Some(name) = fault_name(f, "start") {
+            // Jepsen logs a start twice (before and after it acts): one
+            // window per fault, so a repeated start of an open one is
+            // ignored.
+            if self
+                .windows
+                .iter()
+                .any(|w| w.name == name && w.stop.is_none())
+            {
+                return;
+            }
+            self.active.push(self.windows.len());
+            self.windows.push(FaultWindow {
+                name,
+                start: e.time,
+                stop: None,
+                completed: 0,
+                ok: 0,
+                availability: None,
+                recovery: None,
+            });
+        } else if let Some(name) = fault_name(f, "stop") {
+            if let Some(i) = self
+                .windows
+                .iter()
+                .rposition(|w| w.name == name && w.stop.is_none())
+            {
+                self.windows[i].stop = Some(e.time);
+                if self.last_ok == Some(e.time) {
+                    self.windows[i].recovery = Some(0);
+                } else {
+                    self.awaiting_recovery.push(i);
+                }
+            }
+        }
+    }
+
+    /// The report of everything pushed so far.
+    pub fn finish(mut self) -> Report {
+        let start = self.start.unwrap_or(0);
+        let end = self.end;
+        // Invocations the run never completed.
+        let open: Vec<Fun> = self.open.drain().map(|(_, (f, _))| f).collect();
+        for f in &open {
+            self.count(f, "open");
+        }
+        let from = self.last_ok.unwrap_or(start);
+        self.gap(from, end);
+        // Buckets up to the end of the history, completions or not.
+        let last = (end.saturating_sub(start) / self.bucket_ns) as usize;
+        if self.buckets.len() <= last {
+            self.bucket(end);
+        }
+        let width_s = self.bucket_ns / 1_000_000_000;
+        let seconds = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let n = b.ok + b.fail + b.info;
+                let q = |f: fn(&Histogram<u64>) -> u64| b.latency.as_ref().map(|h| ms(f(h)));
+                Second {
+                    t: i as u64 * width_s,
+                    ok: b.ok,
+                    fail: b.fail,
+                    info: b.info,
+                    availability: (n > 0).then(|| b.ok as f64 / n as f64),
+                    p50: q(|h| h.value_at_quantile(0.5)),
+                    p99: q(|h| h.value_at_quantile(0.99)),
+                    max: q(|h| h.max()),
+                }
+            })
+            .collect();
+        let histograms: BTreeMap<(String, String), Histogram<u64>> = self
+            .histograms
+            .into_iter()
+            .map(|(f, outcome, h)| ((f, outcome.to_string()), h))
+            .collect();
+        let latency = histograms
+            .iter()
+            .map(|((f, outcome), h)| LatencyRow {
+                f: f.clone(),
+                outcome: outcome.clone(),
+                count: h.len(),
+                p50: ms(h.value_at_quantile(0.5)),
+                p90: ms(h.value_at_quantile(0.9)),
+                p99: ms(h.value_at_quantile(0.99)),
+                p999: ms(h.value_at_quantile(0.999)),
+                max: ms(h.max()),
+                mean: h.mean() / 1e6,
+            })
+            .collect();
+        for w in &mut self.windows {
+            w.availability = (w.completed > 0).then(|| w.ok as f64 / w.completed as f64);
+        }
+        let mut samples: Vec<Sample> = self
+            .ok_samples
+            .kept
+            .into_iter()
+            .chain(self.other_samples.kept)
+            .map(|(_, s)| s)
+            .collect();
+        samples.sort_by_key(|s| s.complete);
+        Report {
+            operations: self.operations,
+            counts: self.counts,
+            latency,
+            seconds,
+            faults: self.windows,
+            longest_without_ok: self.longest_gap.map(|(a, b)| Outage {
+                start: a,
+                end: b,
+                seconds: (b - a) as f64 / 1e9,
+            }),
+            availability: (self.completed > 0).then(|| self.ok as f64 / self.completed as f64),
+            start,
+            end,
+            samples,
+            histograms,
+        }
+    }
+}
+
+/// Computes the report of a whole history in memory.
+pub fn report(history: &History) -> Report {
+    let mut b = ReportBuilder::new();
+    for e in &history.events {
+        b.push(e);
+    }
+    b.finish()
+}
+
+/// `start-partition` -> `partition`; a bare `start` names the nemesis.
+fn fault_name(f: &str, prefix: &str) -> Option<String> {
+    let rest = f.strip_prefix(prefix)?;
+    let rest = rest.trim_start_matches(['-', '_']);
+    Some(if rest.is_empty() {
+        "nemesis".to_string()
+    } else {
+        rest.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::hgrm;
+    use serde_json::Value;
+
+    fn ev(time: u64, process: Process, kind: EventType, f: Fun) -> Event {
+        Event {
+            index: 0,
+            time,
+            process,
+            kind,
+            f,
+            key: None,
+            value: Value::Null,
+            error: None,
+            node: None,
+            mismatch: false,
+            not_proposed: false,
+        }
+    }
+
+    #[test]
+    fn availability_windows_and_recovery() {
+        let s = 1_000_000_000u64;
+        let c = Process::Client;
+        let h = History::new(vec![
+            ev(0, c(1), EventType::Invoke, Fun::Read),
+            ev(s / 10, c(1), EventType::Ok, Fun::Read),
+            ev(
+                s,
+                Process::Nemesis,
+                EventType::Info,
+                Fun::Nemesis("start-partition".into()),
+            ),
+            ev(s + 1, c(1), EventType::Invoke, Fun::Read),
+            ev(2 * s, c(1), EventType::Fail, Fun::Read),
+            ev(
+                3 * s,
+                Process::Nemesis,
+                EventType::Info,
+                Fun::Nemesis("stop-partition".into()),
+            ),
+            ev(3 * s + 1, c(1), EventType::Invoke, Fun::Read),
+            ev(4 * s, c(1), EventType::Ok, Fun::Read),
+        ]);
+        let r = report(&h);
+        assert_eq!(r.counts["read"]["ok"], 2);
+        assert_eq!(r.counts["read"]["fail"], 1);
+        assert_eq!(r.faults.len(), 1);
+        let w = &r.faults[0];
+        assert_eq!(w.name, "partition");
+        assert_eq!(w.availability, Some(0.0));
+        assert_eq!(w.recovery, Some(s));
+        let gap = r.longest_without_ok.unwrap();
+        assert_eq!((gap.start, gap.end), (s / 10, 4 * s));
+        assert_eq!(r.availability, Some(2.0 / 3.0));
+        assert!(hgrm(&r.histograms[&("read".into(), "ok".into())]).contains("Total count"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Reports from any history: counts, latency distributions, throughput,
+//! availability, fault windows and recovery.
+//!
+//! Everything here is a function of the history alone (no verdict needed),
+//! so reports work for imported histories too. Latency is completion time
+//! minus invocation time, recorded in hdrhistogram (3 significant figures)
+//! per operation and outcome. Availability is the share of *completed*
+//! operations that are `ok`; a fault window is a `start-X` nemesis event up
+//! to the matching `stop-X` (or the end of the history).
+//!
+//! Layout: this file holds the report's shape (what `results.json`
+//! stores) and the `.hgrm` text; `builder` computes it from the events.
+
+mod builder;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::history::EventType;
+
+pub use builder::{report, ReportBuilder};
+
+/// One operation's latency, as the scatter plot draws it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// Completion time (ns).
+    pub complete: u64,
+    pub latency: u64,
+    pub outcome: EventType,
+}
+
+/// Latency percentiles of one (f, outcome), in milliseconds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LatencyRow {
+    pub f: String,
+    pub outcome: String,
+    pub count: u64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+/// Completions in one second of the run (a longer bucket for runs of
+/// more than a day).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the run started, at the bucket's start.
+    pub t: u64,
+    pub ok: u64,
+    pub fail: u64,
+    pub info: u64,
+    /// ok / (ok + fail + info); `None` if nothing completed.
+    pub availability: Option<f64>,
+    /// Latency quantiles (ms) of the ops completing in this second.
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// A fault the nemesis started (and maybe stopped).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultWindow {
+    /// `partition` for `start-partition`; the nemesis' own name otherwise.
+    pub name: String,
+    pub start: u64,
+    /// `None`: never stopped before the history ended.
+    pub stop: Option<u64>,
+    pub completed: u64,
+    pub ok: u64,
+    pub availability: Option<f64>,
+    /// From the stop to the first `ok` completion after it (ns).
+    pub recovery: Option<u64>,
+}
+
+/// The longest stretch of the run without an `ok` completion.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Outage {
+    pub start: u64,
+    pub end: u64,
+    pub seconds: f64,
+}
+
+/// Everything the report shows, as `results.json` stores it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub operations: u64,
+    /// f -> outcome -> count (`open`: never completed).
+    pub counts: BTreeMap<String, BTreeMap<String, u64>>,
+    pub latency: Vec<LatencyRow>,
+    pub seconds: Vec<Second>,
+    pub faults: Vec<FaultWindow>,
+    pub longest_without_ok: Option<Outage>,
+    /// Overall share of completed ops that are ok.
+    pub availability: Option<f64>,
+    /// Time of the first and last event (ns).
+    pub start: u64,
+    pub end: u64,
+    /// Completed ops for the latency scatter: every op while there are
+    /// few, then an even sample of at most [`MAX_SAMPLES`] ok ops and as
+    /// many others.
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+    /// (f, outcome) -> histogram of latency in ns.
+    #[serde(skip)]
+    pub histograms: BTreeMap<(String, String), Histogram<u64>>,
+}
+
+/// The most ok ops (and, apart, other ops) the scatter keeps.
+pub const MAX_SAMPLES: usize = 20_000;
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// HdrHistogram's percentile spectrum text (`.hgrm`), values in ms.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    for v in h.iter_quantiles(5) {
+        let q = v.quantile_iterated_to();
+        let inv = if q < 1.0 {
+            format!("{:>14.2}", 1.0 / (1.0 - q))
+        } else {
+            format!("{:>14}", "inf")
+        };
+        let _ = writeln!(
+            s,
+            "{:>12.3} {:>14.12} {:>10} {inv}",
+            ms(v.value_iterated_to()),
+            q,
+            v.count_since_last_iteration()
+        );
+    }
+    let _ = writeln!(
+        s,
+        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
+        h.mean() / 1e6,
+        h.stdev() / 1e6
+    );
+    let _ = writeln!(
+        s,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        ms(h.max()),
+        h.len()
+    );
+    let _ = writeln!(
+        s,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
+    s
+}

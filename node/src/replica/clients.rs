@@ -1,0 +1,214 @@
+//! The node's own clients: their requests queued as commands, the replies
+//! they wait for, lease reads, and deadlines.
+
+use crate::config::{Learn, Reads};
+use crate::types::{
+    ClientRequest, ClientSeq, CmdId, Command, KvOp, RequestId, RequestOutcome, Slot,
+};
+
+use super::{Outputs, Replica, Role};
+
+/// A client request this node owns until it replies.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    pub(super) request: RequestId,
+    pub(super) deadline: u64,
+    /// Left this node (proposed or forwarded): past the deadline the
+    /// outcome is unknown rather than "not proposed".
+    pub(super) sent: bool,
+}
+
+/// A lease read waiting for the leader to apply up to `read_index`.
+#[derive(Debug)]
+pub(super) struct LeaseRead {
+    pub(super) request: RequestId,
+    pub(super) key: String,
+    pub(super) read_index: Slot,
+    pub(super) deadline: u64,
+}
+
+impl Replica {
+    /// Queues a command of this node's own client, which waits for its
+    /// reply (or its deadline) here.
+    pub(super) fn queue_own(
+        &mut self,
+        request: RequestId,
+        dedup: Option<ClientSeq>,
+        op: KvOp,
+        deadline: u64,
+    ) {
+        let cmd = Command {
+            id: CmdId {
+                node: self.cfg.id,
+                boot: self.boot,
+                request,
+            },
+            dedup,
+            op,
+        };
+        let waiting = Waiting {
+            request,
+            deadline,
+            sent: false,
+        };
+        self.waiting.insert(cmd.id, waiting);
+        self.queue.push_back(cmd);
+    }
+
+    /// A request of this node's own client: answered at once (local
+    /// reads), held for the lease (lease reads), or queued as a command.
+    pub(super) fn on_client(&mut self, req: ClientRequest, out: &mut Outputs) {
+        if let KvOp::Read { key } = &req.op {
+            if self.cfg.reads == Reads::Local {
+                // Unsafe on purpose: whatever this replica has applied.
+                let outcome = self.kv.read(key);
+                self.reply(req.id, outcome, out);
+                return;
+            }
+            if self.lease_mode() && self.now < self.lease_until() {
+                if let Role::Leader(l) = &self.role {
+                    // The read must see every write acknowledged before it.
+                    // With learn=leader only this leader declares slots
+                    // chosen, so its commit point (and its term's first
+                    // slots) suffice; with learn=all a follower may have
+                    // learned (and acknowledged) a slot this leader has not
+                    // counted yet, so wait for every slot proposed so far.
+                    let read_index = match self.cfg.learn {
+                        Learn::Leader => self.commit.max(l.term_start),
+                        Learn::All => l.next_slot,
+                    };
+                    self.lease_reads.push(LeaseRead {
+                        request: req.id,
+                        key: key.clone(),
+                        read_index,
+                        deadline: self.now + self.cfg.request_timeout_ms,
+                    });
+                    // Answered on the next tick: only a tick carries a
+                    // fresh clock to check the lease against.
+                    return;
+                }
+            }
+        }
+        let deadline = self.now + self.cfg.request_timeout_ms;
+        self.queue_own(req.id, req.dedup, req.op, deadline);
+    }
+
+    /// Answers lease reads whose read index is applied, while the lease
+    /// holds; without a lease they go through the log. Called on ticks
+    /// only, so the lease is checked against a fresh clock.
+    pub(super) fn serve_lease_reads(&mut self, out: &mut Outputs) {
+        if self.lease_reads.is_empty() {
+            return;
+        }
+        let valid = self.now < self.lease_until();
+        let reads = std::mem::take(&mut self.lease_reads);
+        for r in reads {
+            if !valid {
+                self.queue_own(r.request, None, KvOp::Read { key: r.key }, r.deadline);
+            } else if self.kv.applied >= r.read_index {
+                let outcome = self.kv.read(&r.key);
+                self.reply(r.request, outcome, out);
+            } else {
+                self.lease_reads.push(r);
+            }
+        }
+    }
+
+    /// Replies to requests past their deadline.
+    pub(super) fn expire_requests(&mut self, out: &mut Outputs) {
+        let now = self.now;
+        let mut expired: Vec<CmdId> = self
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        if !expired.is_empty() {
+            expired.sort_unstable_by_key(|id| id.request);
+            for id in expired {
+                let w = self.waiting.remove(&id).expect("collected just above");
+                let outcome = if w.sent {
+                    RequestOutcome::Indeterminate {
+                        reason: "proposed, but not known to be chosen before the deadline".into(),
+                    }
+                } else {
+                    self.queue.retain(|c| c.id != id);
+                    RequestOutcome::NotProposed {
+                        reason: "no leader reachable before the deadline".into(),
+                    }
+                };
+                self.reply(w.request, outcome, out);
+            }
+        }
+        let reads = std::mem::take(&mut self.lease_reads);
+        for r in reads {
+            if r.deadline <= now {
+                let outcome = RequestOutcome::NotProposed {
+                    reason: "lease read not served before the deadline".into(),
+                };
+                self.reply(r.request, outcome, out);
+            } else {
+                self.lease_reads.push(r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use crate::replica::tests::{msg, msgs, replica};
+    use crate::replica::Input;
+    use crate::types::{Ballot, ClientReply, Value};
+
+    #[test]
+    fn deadlines_tell_never_proposed_from_indeterminate() {
+        // No leader known: the request never leaves the node.
+        let mut r = replica(2);
+        r.handle(Input::Client(ClientRequest {
+            id: 1,
+            dedup: None,
+            op: KvOp::Read { key: "x".into() },
+        }));
+        let out = r.handle(Input::Tick { now: 1_000 });
+        assert!(matches!(
+            out.replies[..],
+            [ClientReply {
+                id: 1,
+                outcome: RequestOutcome::NotProposed { .. },
+                ..
+            }]
+        ));
+        // Forwarded to a leader: past the deadline the outcome is unknown.
+        let b = Ballot::new(7, 1);
+        msg(
+            &mut r,
+            1,
+            Message::Heartbeat {
+                ballot: b,
+                commit: 0,
+                sent_at: 0,
+                term_start: 0,
+            },
+        );
+        let out = r.handle(Input::Client(ClientRequest {
+            id: 2,
+            dedup: None,
+            op: KvOp::Write {
+                key: "x".into(),
+                value: Value::Int(1),
+            },
+        }));
+        assert!(
+            matches!(msgs(&out)[..], [(1, Message::Forward { .. })]),
+            "{:?}",
+            out.send
+        );
+        let out = r.handle(Input::Tick { now: 5_000 });
+        assert!(out
+            .replies
+            .iter()
+            .any(|x| x.id == 2 && matches!(x.outcome, RequestOutcome::Indeterminate { .. })));
+    }
+}

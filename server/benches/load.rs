@@ -1,0 +1,349 @@
+//! Load benchmark: a 3-node cluster of real `synod-node` processes on
+//! loopback with `--fsync always`.
+//!
+//! 1. One client writes sequentially to the leader: its write latency
+//!    (target: p50 at most 1 ms).
+//! 2. 64 concurrent clients, 50% reads and 50% writes over 1,000 keys, for
+//!    `SYNOD_LOAD_SECS` seconds (default 30): throughput and latency
+//!    (target: at least 5,000 ops/s with p99 at most 50 ms).
+//!
+//! Clients spread over all nodes (followers forward to the leader); set
+//! `SYNOD_LOAD_TARGET=leader` to send everything to the leader instead.
+//! `SYNOD_LOAD_NODE_WORKERS=N` sets each node's tokio worker threads
+//! (`SYNOD_WORKER_THREADS`; default: one per core).
+//! `SYNOD_LOAD_NODE_BIN=PATH` runs another `synod-node` build (for A/B
+//! comparisons of two builds on the same machine state);
+//! `SYNOD_LOAD_FSYNC=never` shows the floor without the disk.
+//!
+//! `cargo bench -p synod-server --bench load`
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::{Rng, SeedableRng};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use synod_wire::api::WriteRequest;
+use synod_wire::Role;
+
+const NODES: usize = 3;
+const CLIENTS: usize = 64;
+const KEYS: usize = 1000;
+const TOKEN: &str = "bench-token-0123456789";
+
+struct Cluster {
+    children: Vec<Child>,
+    urls: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_cluster() -> Cluster {
+    let ls: Vec<TcpListener> = (0..NODES)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let ports: Vec<u16> = ls
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect();
+    drop(ls);
+    let dir = std::env::temp_dir().join(format!("synod-load-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let mut children = Vec::new();
+    for i in 0..NODES {
+        let peers: Vec<String> = (0..NODES)
+            .filter(|&j| j != i)
+            .map(|j| format!("{}=http://127.0.0.1:{}", j + 1, ports[j]))
+            .collect();
+        let log = std::fs::File::create(dir.join(format!("n{}.log", i + 1))).expect("log");
+        let bin = std::env::var_os("SYNOD_LOAD_NODE_BIN").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_synod-node")),
+            PathBuf::from,
+        );
+        let child = Command::new(bin)
+            .args(["--id", &(i + 1).to_string()])
+            .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
+            .args(["--peers", &peers.join(",")])
+            .arg("--data-dir")
+            .arg(dir.join(format!("n{}", i + 1)))
+            .args(["--token", TOKEN, "--fsync", &fsync_mode()])
+            .env("RUST_LOG", "warn")
+            .env(
+                "SYNOD_WORKER_THREADS",
+                std::env::var("SYNOD_LOAD_NODE_WORKERS").unwrap_or_default(),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn synod-node");
+        children.push(child);
+    }
+    Cluster {
+        children,
+        urls: ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect(),
+        dir,
+    }
+}
+
+/// `always` unless `SYNOD_LOAD_FSYNC` says otherwise.
+fn fsync_mode() -> String {
+    std::env::var("SYNOD_LOAD_FSYNC").unwrap_or_else(|_| "always".into())
+}
+
+/// A write's body, as the wire crate defines it.
+fn write(value: Value) -> WriteRequest {
+    WriteRequest {
+        value,
+        client: None,
+        seq: None,
+    }
+}
+
+async fn find_leader(http: &reqwest::Client, c: &Cluster) -> usize {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(15) {
+        for (i, u) in c.urls.iter().enumerate() {
+            if let Ok(r) = http
+                .get(format!("{u}/admin/status"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+            {
+                if let Ok(s) = r.json::<Value>().await {
+                    if Role::deserialize(&s["role"]).ok() == Some(Role::Leader) {
+                        return i;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader in 15 s (logs in {})", c.dir.display());
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+fn main() {
+    let secs: u64 = std::env::var("SYNOD_LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let to_leader = std::env::var("SYNOD_LOAD_TARGET").is_ok_and(|t| t == "leader");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(secs, to_leader));
+}
+
+/// fdatasync latency of the filesystem the nodes use, right now: the
+/// floor under every write's latency, printed so the figures can be read
+/// in context (a shared machine's disk varies by an order of magnitude).
+fn probe_fsync(dir: &std::path::Path) -> (f64, f64) {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let Ok(mut f) = std::fs::File::create(&path) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let mut us = Vec::new();
+    for _ in 0..200 {
+        let _ = f.write_all(&[b'x'; 256]);
+        let t = Instant::now();
+        let _ = f.sync_data();
+        us.push(t.elapsed().as_micros() as u64);
+    }
+    let _ = std::fs::remove_file(&path);
+    us.sort_unstable();
+    (ms(us[us.len() / 2]), ms(us[us.len() * 99 / 100]))
+}
+
+async fn run(secs: u64, to_leader: bool) {
+    let cluster = start_cluster();
+    let (f50, f99) = probe_fsync(&cluster.dir);
+    println!("disk: fdatasync p50={f50:.3} ms p99={f99:.3} ms (200 appends, before the run)");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(CLIENTS)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let leader = find_leader(&http, &cluster).await;
+    println!(
+        "synod-node load bench: {NODES} nodes on loopback, fsync={}, leader is node {}",
+        fsync_mode(),
+        leader + 1
+    );
+
+    // Warm-up: connections, allocator, page cache.
+    for i in 0..200 {
+        let _ = http
+            .put(format!("{}/v1/kv/warm{}", cluster.urls[leader], i % 10))
+            .json(&write(json!(i)))
+            .send()
+            .await;
+    }
+
+    // 1. One client, sequential writes to the leader.
+    let mut single = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_secs(3) || n < 500 {
+        let s = Instant::now();
+        let r = http
+            .put(format!(
+                "{}/v1/kv/single{}",
+                cluster.urls[leader],
+                n % KEYS as u64
+            ))
+            .json(&write(json!(n)))
+            .send()
+            .await;
+        let ok = match r {
+            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            let _ = single.record(s.elapsed().as_micros() as u64);
+        }
+        n += 1;
+    }
+    println!(
+        "single client, writes to the leader: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms",
+        single.len(),
+        ms(single.value_at_quantile(0.5)),
+        ms(single.value_at_quantile(0.9)),
+        ms(single.value_at_quantile(0.99)),
+    );
+
+    // 2. 64 clients, 50/50 reads and writes over 1,000 keys.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let http = http.clone();
+        let url = cluster.urls[if to_leader { leader } else { c % NODES }].clone();
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(c as u64);
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+            let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let key = rng.gen_range(0..KEYS);
+                let s = Instant::now();
+                let r = if rng.gen_bool(0.5) {
+                    http.get(format!("{url}/v1/kv/k{key}")).send().await
+                } else {
+                    http.put(format!("{url}/v1/kv/k{key}"))
+                        .json(&write(json!(n)))
+                        .send()
+                        .await
+                };
+                let status = match r {
+                    Ok(r) => {
+                        let st = r.status().as_u16();
+                        if r.bytes().await.is_ok() {
+                            st
+                        } else {
+                            0
+                        }
+                    }
+                    Err(_) => 0,
+                };
+                *statuses.entry(status).or_insert(0) += 1;
+                if status == 200 {
+                    let _ = h.record(s.elapsed().as_micros() as u64);
+                }
+                n += 1;
+            }
+            (h, statuses)
+        }));
+    }
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let mut statuses: BTreeMap<u16, u64> = BTreeMap::new();
+    for task in tasks {
+        let (h, s) = task.await.expect("client task");
+        all.add(&h).expect("merge");
+        for (k, v) in s {
+            *statuses.entry(k).or_insert(0) += v;
+        }
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    let ok = all.len();
+    let ops = ok as f64 / elapsed;
+    println!(
+        "{CLIENTS} clients ({}), 50% reads 50% writes over {KEYS} keys, {elapsed:.1} s:",
+        if to_leader {
+            "all to the leader"
+        } else {
+            "spread over all nodes"
+        }
+    );
+    println!(
+        "  {ops:.0} ops/s ok; p50={:.2} ms p90={:.2} ms p99={:.2} ms max={:.2} ms; statuses {statuses:?}",
+        ms(all.value_at_quantile(0.5)),
+        ms(all.value_at_quantile(0.9)),
+        ms(all.value_at_quantile(0.99)),
+        ms(all.max()),
+    );
+    let p99 = ms(all.value_at_quantile(0.99));
+    let p50_single = ms(single.value_at_quantile(0.5));
+    println!(
+        "targets: >= 5000 ops/s [{}], p99 <= 50 ms [{}], single-client write p50 <= 1 ms [{}]",
+        if ops >= 5000.0 { "met" } else { "MISSED" },
+        if p99 <= 50.0 { "met" } else { "MISSED" },
+        if p50_single <= 1.0 { "met" } else { "MISSED" },
+    );
+    // Per-node fsync counts: how much group commit batched.
+    for (i, u) in cluster.urls.iter().enumerate() {
+        if let Ok(r) = http
+            .get(format!("{u}/admin/metrics"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+        {
+            if let Ok(text) = r.text().await {
+                let pick = |name: &str| {
+                    text.lines()
+                        .find(|l| l.starts_with(name))
+                        .and_then(|l| l.rsplit(' ').next())
+                        .unwrap_or("?")
+                        .to_string()
+                };
+                println!(
+                    "  node {}: fsyncs {} (sum {} s), records {}, peer batches ok {}",
+                    i + 1,
+                    pick("synod_fsyncs_total "),
+                    pick("synod_fsync_seconds_sum "),
+                    pick("synod_records_appended_total "),
+                    pick("synod_peer_batches_total{result=\"ok\"}"),
+                );
+            }
+        }
+    }
+}
