@@ -12,6 +12,18 @@
 //! does. (`FAKETIME_XRESET` promises the same but, measured with 0.9.10,
 //! then ignores later offsets.)
 //!
+//! A heal keeps the drift ([`FakeClock`]). libfaketime fakes
+//! `CLOCK_MONOTONIC` with the wall clock, and a monotonic clock that
+//! steps back is something no real machine does (NTP slews a drifting
+//! clock and never steps `CLOCK_MONOTONIC`); inside the process it breaks
+//! every timer at once: tokio fires a timer whose deadline it has already
+//! passed immediately, so for the seconds of the step every timeout
+//! expires as it starts. Measured: healing the lease trap's clocks to true
+//! time stepped the fast majority back 1.5 to 3 s at every heal and left
+//! runs without an ok for 6 to 10 s. So a rate's drift stays when the rate
+//! changes, the clock runs on continuously at the new rate, and only an
+//! explicit offset steps it.
+//!
 //! What it cannot reach: statically linked binaries (the docker image's
 //! node), and programs that read the clock without libc. Go's runtime
 //! reads it through the vDSO directly, so etcd (Debian's, dynamically
@@ -21,7 +33,7 @@
 //! faults on etcd are refused for that reason.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{NemesisError, Result};
 
@@ -69,14 +81,50 @@ pub fn spec(offset_ms: i64, rate: f64, uptime: Duration) -> String {
     format!("{sign}{:.3} x{rate:.3}\n", secs.abs())
 }
 
-/// Sets the clock of the process that reads `control` and has run for
-/// `uptime`: written whole to a temporary file and renamed over it, so a
-/// reader never sees half.
-pub fn set(control: &Path, offset_ms: i64, rate: f64, uptime: Duration) -> Result<()> {
+/// Writes a control `line` ([`spec`], [`FakeClock::line`]) for the
+/// process that reads `control`: whole to a temporary file renamed over
+/// it, so a reader never sees half.
+pub fn write(control: &Path, line: &str) -> Result<()> {
     let tmp = control.with_extension("tmp");
-    std::fs::write(&tmp, spec(offset_ms, rate, uptime))
+    std::fs::write(&tmp, line)
         .and_then(|()| std::fs::rename(&tmp, control))
         .map_err(|e| NemesisError::io(format!("cannot write {}", control.display()), e))
+}
+
+/// One process's faked clock: when it started and the drift its rates
+/// have accumulated, so that every new setting keeps the clock continuous.
+#[derive(Clone, Copy, Debug)]
+pub struct FakeClock {
+    /// When the process started: libfaketime's rates count from there.
+    started: Instant,
+    /// Drift (ms) the rates set before `since` accumulated.
+    drift_ms: f64,
+    rate: f64,
+    since: Instant,
+}
+
+impl FakeClock {
+    /// A process started now, on true time.
+    pub fn started_now() -> Self {
+        let now = Instant::now();
+        FakeClock {
+            started: now,
+            drift_ms: 0.0,
+            rate: 1.0,
+            since: now,
+        }
+    }
+
+    /// The control line that makes the clock run at `rate`, `offset_ms`
+    /// away from where the drift so far has put it, from `now` on.
+    pub fn line(&mut self, offset_ms: i64, rate: f64, now: Instant) -> String {
+        let elapsed = now.saturating_duration_since(self.since).as_secs_f64() * 1000.0;
+        self.drift_ms += elapsed * (self.rate - 1.0);
+        self.rate = rate;
+        self.since = now;
+        let offset = offset_ms.saturating_add(self.drift_ms.round() as i64);
+        spec(offset, rate, now.saturating_duration_since(self.started))
+    }
 }
 
 /// The environment that preloads `lib` and points it at `control`.
@@ -103,6 +151,40 @@ mod tests {
         assert_eq!(spec(0, 1.0, start), "+0.000 x1.000\n");
         assert_eq!(spec(1500, 0.25, start), "+1.500 x0.250\n");
         assert_eq!(spec(-5000, 3.0, start), "-5.000 x3.000\n");
+    }
+
+    #[test]
+    fn a_heal_keeps_the_drift_and_an_offset_steps() {
+        let t0 = Instant::now();
+        let mut c = FakeClock {
+            started: t0,
+            drift_ms: 0.0,
+            rate: 1.0,
+            since: t0,
+        };
+        // x3 after 10 s of true time.
+        assert_eq!(
+            c.line(0, 3.0, t0 + Duration::from_secs(10)),
+            "-20.000 x3.000\n"
+        );
+        // Healed 2 s later: the clock is 4 s ahead and stays so, at x1
+        // (libfaketime then reads start + uptime + 4 s).
+        assert_eq!(
+            c.line(0, 1.0, t0 + Duration::from_secs(12)),
+            "+4.000 x1.000\n"
+        );
+        // Slowed to x0.5 for 4 s: it gives 2 s of the drift back.
+        let line = c.line(0, 0.5, t0 + Duration::from_secs(20));
+        assert_eq!(line, spec(4000, 0.5, Duration::from_secs(20)));
+        assert_eq!(
+            c.line(0, 1.0, t0 + Duration::from_secs(24)),
+            "+2.000 x1.000\n"
+        );
+        // An explicit offset is a step on top of the drift.
+        assert_eq!(
+            c.line(-500, 1.0, t0 + Duration::from_secs(25)),
+            "+1.500 x1.000\n"
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ async fn faketime_does_not_reach_etcd() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let control = dir.join("faketime");
-    faketime::set(&control, 3_600_000, 1.0, Duration::ZERO).unwrap();
+    faketime::write(&control, &faketime::spec(3_600_000, 1.0, Duration::ZERO)).unwrap();
     let port = |()| {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

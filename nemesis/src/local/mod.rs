@@ -146,9 +146,9 @@ struct Proc {
     /// Whether we sent SIGSTOP and not yet SIGCONT: teardown must continue
     /// it, and a kill of a paused node must not leave the flag behind.
     paused: bool,
-    /// When the process was started: libfaketime's rates count from
-    /// there ([`crate::faketime::spec`]).
-    started: std::time::Instant,
+    /// The process's clock under libfaketime, kept continuous across
+    /// settings ([`crate::faketime::FakeClock`]).
+    clock: crate::faketime::FakeClock,
 }
 
 struct LocalNode {
@@ -292,7 +292,7 @@ impl LocalBackend {
                 proc: Mutex::new(Proc {
                     child: None,
                     paused: false,
-                    started: std::time::Instant::now(),
+                    clock: crate::faketime::FakeClock::started_now(),
                 }),
             });
         }
@@ -486,8 +486,10 @@ impl Backend for LocalBackend {
                 "this cluster's clocks are set through the admin API".into(),
             ));
         }
-        let uptime = lock(&n.proc).started.elapsed();
-        crate::faketime::set(&n.clock_file, offset_ms, rate, uptime)
+        let line = lock(&n.proc)
+            .clock
+            .line(offset_ms, rate, std::time::Instant::now());
+        crate::faketime::write(&n.clock_file, &line)
     }
 
     async fn power_off(&self, node: NodeName) -> Result<()> {

@@ -32,7 +32,10 @@ impl LocalBackend {
         let mut cmd = Command::new(&self.bin);
         if let Some(lib) = &self.faketime {
             // Every start begins on true time, as the admin clock does.
-            crate::faketime::set(&node.clock_file, 0, 1.0, Duration::ZERO)?;
+            crate::faketime::write(
+                &node.clock_file,
+                &crate::faketime::spec(0, 1.0, Duration::ZERO),
+            )?;
             cmd.envs(crate::faketime::env(lib, &node.clock_file));
         }
         cmd.args(&node.args)
@@ -66,7 +69,7 @@ impl LocalBackend {
         tracing::debug!(node = %node.id, pid = ?child.id(), "node started");
         p.child = Some(child);
         p.paused = false;
-        p.started = std::time::Instant::now();
+        p.clock = crate::faketime::FakeClock::started_now();
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 //! the host's supervisor, and the wait until it answers `/health`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::session::quote;
 use super::{
@@ -133,7 +133,7 @@ impl SshBackend {
         *lock(&n.state) = NodeState {
             running: true,
             paused: false,
-            started: Some(Instant::now()),
+            clock: Some(crate::faketime::FakeClock::started_now()),
         };
         Ok(())
     }

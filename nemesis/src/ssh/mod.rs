@@ -142,8 +142,8 @@ struct HostNode {
     /// The program's path on the host: uploaded into `dir`, or the
     /// host's own etcd.
     bin: String,
-    /// Running (paused counts), paused, and when it started (for
-    /// libfaketime's rate, which counts from the process's start).
+    /// Running (paused counts), paused, and its clock under libfaketime
+    /// (kept continuous across settings).
     state: Mutex<NodeState>,
 }
 
@@ -151,7 +151,7 @@ struct HostNode {
 struct NodeState {
     running: bool,
     paused: bool,
-    started: Option<Instant>,
+    clock: Option<crate::faketime::FakeClock>,
 }
 
 /// A cluster of `synod-node`s on hosts reached over SSH.
@@ -634,11 +634,10 @@ impl Backend for SshBackend {
             )));
         }
         let n = self.node(node)?;
-        let uptime = lock(&n.state)
-            .started
-            .map(|t| t.elapsed())
-            .unwrap_or_default();
-        let spec = crate::faketime::spec(offset_ms, rate, uptime);
+        let spec = lock(&n.state)
+            .clock
+            .get_or_insert_with(crate::faketime::FakeClock::started_now)
+            .line(offset_ms, rate, Instant::now());
         n.session
             .run(&remote::set_clock(&n.dir, &spec), "setting the clock")
             .map(|_| ())
