@@ -3,7 +3,8 @@
 //! Reads each history (any format `synod_checker::import` knows, guessed by
 //! default, streamed so a history of any size fits), checks it, and prints
 //! the verdict. With one history it prints a short summary and writes
-//! `results.json`, `report.html` (and `explanation.html` when a key is not
+//! `results.json`, `report.html`, `timeline.html` (`--from/--to` choose its
+//! stretch) (and `explanation.html` when a key is not
 //! linearizable) next to the history or into `--out`; with several it
 //! prints a table (file, format, verdict, ops, ms) and writes files only
 //! with `--out DIR`, one folder per history. Bad input is exit 3 with
@@ -24,6 +25,7 @@ use synod_checker::check::CheckError;
 use synod_checker::import::{self, format_note, Format, Input};
 use synod_checker::model::ModelError;
 use synod_checker::pipeline::seconds;
+use synod_checker::timeline::Span;
 use synod_checker::{
     check_and_report_input, check_input, FailedCas, JudgedHistory, ModelKind, Options,
     PipelineError,
@@ -73,6 +75,25 @@ pub struct CheckArgs {
     /// Decide every key even after one is found not linearizable.
     #[arg(long)]
     pub exhaustive: bool,
+    /// Where timeline.html starts, in seconds after the history's first
+    /// event. Default: a little before the first violation of an invalid
+    /// history; before the first fault of a valid one.
+    #[arg(long, value_name = "S", value_parser = parse_offset)]
+    pub from: Option<f64>,
+    /// Where timeline.html ends, in seconds after the history's first
+    /// event (default: with --from, the end of the history).
+    #[arg(long, value_name = "S", value_parser = parse_offset)]
+    pub to: Option<f64>,
+}
+
+/// A `--from`/`--to` offset: a finite number of seconds, not negative.
+fn parse_offset(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s >= 0.0 => Ok(s),
+        _ => Err(format!(
+            "must be a number of seconds after the history's first event (0, 2.5), got {text:?}"
+        )),
+    }
 }
 
 /// Exit status for bad input (shared with `main`'s error path).
@@ -223,6 +244,7 @@ struct Settings {
     time_limit: Option<Duration>,
     memory_limit: Option<usize>,
     exhaustive: bool,
+    timeline: Option<Span>,
 }
 
 impl Settings {
@@ -243,6 +265,20 @@ impl Settings {
                 .memory_limit
                 .map(|mb| (mb as usize).saturating_mul(1 << 20)),
             exhaustive: args.exhaustive,
+            timeline: match (args.from, args.to) {
+                (None, None) => None,
+                (from, to) if to.is_some_and(|t| t <= from.unwrap_or(0.0)) => {
+                    return Err(format!(
+                        "--to ({}) must be after --from ({})",
+                        to.unwrap_or(0.0),
+                        from.unwrap_or(0.0)
+                    ))
+                }
+                (from, to) => Some(Span {
+                    from_s: from.unwrap_or(0.0),
+                    to_s: to,
+                }),
+            },
         })
     }
 
@@ -304,7 +340,7 @@ fn judge(history: &Path, settings: &Settings, out: Option<&Path>) -> anyhow::Res
     let (format, guessed) = (input.format, input.guessed);
     let options = settings.options(&input);
     let result = match out {
-        Some(dir) => check_and_report_input(input, &options, dir, &[]),
+        Some(dir) => check_and_report_input(input, &options, dir, &[], settings.timeline),
         None => check_input(input, &options),
     };
     let note = || format_note(format, guessed);
@@ -616,5 +652,56 @@ mod tests {
             ExitCode::from(1)
         );
         assert!(dir.0.join("out/explanation.html").exists());
+    }
+
+    #[test]
+    fn the_timeline_shows_the_failing_op_and_takes_a_stretch() {
+        let dir = tmp("timeline");
+        let bad = dir.0.join("bad.log");
+        // A read of 2 that no write explains, by process 1, after a write
+        // of 1 by process 0; process 2 writes 3 a second later.
+        std::fs::write(
+            &bad,
+            "INFO  jepsen.util - 0\t:invoke\t:write\t1\nINFO  jepsen.util - 0\t:ok\t:write\t1\n\
+             INFO  jepsen.util - 1\t:invoke\t:read\tnil\nINFO  jepsen.util - 1\t:ok\t:read\t2\n\
+             INFO  jepsen.util - 2\t:invoke\t:write\t3\nINFO  jepsen.util - 2\t:ok\t:write\t3\n",
+        )
+        .unwrap();
+        let out = dir.0.join("out");
+        assert_eq!(
+            run(args(&[path_str(&bad), "--out", path_str(&out)])).unwrap(),
+            ExitCode::from(1)
+        );
+        let page = std::fs::read_to_string(out.join("timeline.html")).unwrap();
+        assert!(page.contains("cannot be linearized"), "{page}");
+        assert!(page.contains("process 1: read"), "{page}");
+        assert!(
+            page.contains("stroke=\"#000\""),
+            "the failing op is outlined"
+        );
+        let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(report.contains("href=\"timeline.html\""));
+        // A stretch: only the ops that overlap it.
+        let ops = |page: &str| page.matches("<g class=\"op\">").count();
+        assert_eq!(ops(&page), 3);
+        run(args(&[
+            path_str(&bad),
+            "--out",
+            path_str(&out),
+            "--from",
+            "0",
+            "--to",
+            "0.0000000001",
+        ]))
+        .unwrap();
+        let page = std::fs::read_to_string(out.join("timeline.html")).unwrap();
+        assert!(ops(&page) < 3, "{page}");
+        // Bad stretches are bad input, with a reason.
+        assert_eq!(
+            run(args(&[path_str(&bad), "--from", "2", "--to", "1"])).unwrap(),
+            ExitCode::from(3)
+        );
+        assert!(Cli::try_parse_from_words(&["h", "--from", "-1"]).is_err());
+        assert!(Cli::try_parse_from_words(&["h", "--to", "soon"]).is_err());
     }
 }

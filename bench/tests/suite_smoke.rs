@@ -6,13 +6,11 @@
 //!
 //! Skips, saying so, when `synod-node` has not been built next to `synod`.
 
+mod browser;
 mod serve_support;
 
-// SKIPPED lines go straight to stderr, which the test harness does not
-// capture, so a skip shows in `cargo test`'s output.
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use serve_support::get;
@@ -42,41 +40,6 @@ fn repo() -> PathBuf {
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf()
-}
-
-/// Headless Chromium loads `url`, screenshots it into `png`; returns its
-/// log so the caller can look for script errors.
-fn chromium(url: &str, png: &Path, profile: &Path) -> Option<String> {
-    let bin = Path::new("/usr/bin/chromium");
-    if !bin.exists() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED (browser part): /usr/bin/chromium is not installed"
-        );
-        return None;
-    }
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=1280,1000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(url)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run chromium");
-    Some(format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    ))
 }
 
 #[test]
@@ -235,10 +198,11 @@ fn smoke_suite_summary_junit_compare_and_serve() {
     for (page, path) in [
         ("index", "/".to_string()),
         ("report", format!("/runs/{}/report.html", rel(&dirs[0]))),
+        ("timeline", format!("/runs/{}/timeline.html", rel(&dirs[0]))),
         ("compare", compare_path.clone()),
     ] {
         let png = tmp.join(format!("{page}.png"));
-        let Some(log) = chromium(
+        let Some(log) = browser::screenshot(
             &format!("{url}{}", path.trim_start_matches('/')),
             &png,
             &tmp.join("chromium"),

@@ -32,7 +32,7 @@ th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}\
 pre{background:#f7f7f7;padding:1em;overflow-x:auto}h1 span{font-weight:normal}\
 .op rect{stroke:#333;stroke-width:.5}.op:hover rect{stroke-width:2}";
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n",
         escape(title)
@@ -109,6 +109,7 @@ pub fn report_page_with(
         checked.millis,
         opt(report.availability, 100.0, "%")
     );
+    b.push_str("<p>See <a href=\"timeline.html\">the timeline</a>: every process's operations as bars over a stretch of the run, faults shaded, around the first violation of an invalid run.</p>");
     if !checked.invalid_keys.is_empty() {
         let _ = writeln!(
             b,

@@ -27,6 +27,8 @@
 //!   the report, write the files (the caller's own [`Section`]s join the
 //!   report, e.g. the runner's peer messages); [`check_and_report`] does the
 //!   same for a history in memory.
+//! - [`timeline`]: `timeline.html`, a window of the history as lanes of
+//!   bars (Jepsen's timeline), around the first violation by default.
 //! - [`results`]: [`Results`], the one type of `results.json`, which the
 //!   pipeline writes once and every reader reads back (`docs/results.md`).
 //! - [`gen`]: simulated linearizable histories for tests and benchmarks.
@@ -42,7 +44,7 @@
 //! // Any format; `Auto` guesses. The format brings its meaning.
 //! let input = import::open(Path::new("run/history.jsonl"), Format::Auto)?;
 //! let options = Options { semantics: input.semantics(), ..Options::default() };
-//! let outcome = check_and_report_input(input, &options, Path::new("run"), &[])?;
+//! let outcome = check_and_report_input(input, &options, Path::new("run"), &[], None)?;
 //! println!("{}", outcome.summary());
 //! std::process::exit(outcome.exit_code() as i32);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -62,6 +64,7 @@ pub mod plots;
 pub mod report;
 pub mod results;
 pub mod search;
+pub mod timeline;
 
 pub use check::{check, check_partition, Checked, Explanation, Options, Verdict};
 pub use history::History;

@@ -13,6 +13,9 @@
 //!   written once);
 //! - `report.html`: the self-contained report with inline SVG plots;
 //! - `explanation.html`: only when some key is not linearizable;
+//! - `timeline.html`: a stretch of the history as lanes of bars
+//!   ([`crate::timeline`]), around the first violation by default; drawn
+//!   from a second pass over the events, which keeps only that stretch;
 //! - `latency-<f>-<outcome>.hgrm`: HdrHistogram percentile spectra (ms).
 
 use std::path::{Path, PathBuf};
@@ -27,6 +30,7 @@ use crate::import::Input;
 use crate::model::Partitioner;
 use crate::report::{self, Report, ReportBuilder};
 use crate::results::{CheckOptions, Judgement, Results};
+use crate::timeline::{Span, TimelineBuilder, Window};
 
 /// What judging a history produced.
 #[derive(Debug)]
@@ -164,29 +168,52 @@ pub fn check_and_report_with(
     out_dir: &Path,
     sections: &[Section],
 ) -> Result<JudgedHistory, PipelineError> {
-    judge(options, Some((out_dir, sections, None::<&()>)), |sink| {
-        for e in &history.events {
-            sink(e).map_err(|reason| HistoryError::Invalid {
-                line: e.index as usize + 1,
-                reason,
-            })?;
-        }
-        Ok(ReadNotes::default())
-    })
+    judge(
+        options,
+        Some((out_dir, sections, None::<&()>, None)),
+        |sink| {
+            for e in &history.events {
+                sink(e).map_err(|reason| HistoryError::Invalid {
+                    line: e.index as usize + 1,
+                    reason,
+                })?;
+            }
+            Ok(ReadNotes::default())
+        },
+    )
 }
 
 /// Streams a history file into the check and the report (see the module
 /// doc), then writes the files into `out_dir`. `options.semantics` should
 /// be the input's ([`Input::semantics`]) or what the caller chose instead.
+/// `timeline` is the stretch `timeline.html` draws (default: around the
+/// first violation).
 pub fn check_and_report_input(
     input: Input,
     options: &Options,
     out_dir: &Path,
     sections: &[Section],
+    timeline: Option<Span>,
 ) -> Result<JudgedHistory, PipelineError> {
-    judge(options, Some((out_dir, sections, None::<&()>)), |sink| {
+    judge(
+        options,
+        Some((out_dir, sections, None::<&()>, timeline)),
+        replay(input),
+    )
+}
+
+/// The events of `input`, as often as asked: the first pass reads the
+/// input, a later one opens its file again.
+fn replay(input: Input) -> impl FnMut(&mut Sink<'_>) -> Result<ReadNotes, HistoryError> {
+    let (path, format) = (input.path.clone(), input.format);
+    let mut first = Some(input);
+    move |sink| {
+        let input = match first.take() {
+            Some(input) => input,
+            None => crate::import::open(&path, format)?,
+        };
         input.events(|e| sink(&e))
-    })
+    }
 }
 
 /// [`check_and_report_input`] for a caller with figures of its own: `run`
@@ -198,27 +225,31 @@ pub fn check_and_report_run<R: Serialize>(
     sections: &[Section],
     run: &R,
 ) -> Result<JudgedHistory, PipelineError> {
-    judge(options, Some((out_dir, sections, Some(run))), |sink| {
-        input.events(|e| sink(&e))
-    })
+    judge(
+        options,
+        Some((out_dir, sections, Some(run), None)),
+        replay(input),
+    )
 }
 
 /// [`check_and_report_input`] without the files: the verdict and the
 /// report only (`synod check` of many histories).
 pub fn check_input(input: Input, options: &Options) -> Result<JudgedHistory, PipelineError> {
-    judge(options, None::<(&Path, &[Section], Option<&()>)>, |sink| {
-        input.events(|e| sink(&e))
-    })
+    judge(options, None::<Files<'_, ()>>, replay(input))
 }
 
 type Sink<'a> = dyn FnMut(&Event) -> Result<(), String> + 'a;
 
+/// Where the files go: the directory, the caller's sections, its `run`
+/// section of results.json, and the timeline's stretch.
+type Files<'a, R> = (&'a Path, &'a [Section], Option<&'a R>, Option<Span>);
+
 /// One pass over the events that `feed` hands out, then the check and, if
-/// asked, the files.
+/// asked, the files (and a second pass for the timeline).
 fn judge<R: Serialize>(
     options: &Options,
-    files_into: Option<(&Path, &[Section], Option<&R>)>,
-    feed: impl FnOnce(&mut Sink<'_>) -> Result<ReadNotes, HistoryError>,
+    files_into: Option<Files<'_, R>>,
+    mut feed: impl FnMut(&mut Sink<'_>) -> Result<ReadNotes, HistoryError>,
 ) -> Result<JudgedHistory, PipelineError> {
     let mut keys = Partitioner::new(options.model, &options.semantics);
     let mut builder = ReportBuilder::new();
@@ -230,7 +261,7 @@ fn judge<R: Serialize>(
     let checked = check_partition(partition, options);
     let report = builder.finish();
     let (checked, report, files) = match files_into {
-        Some((out_dir, sections, run)) => {
+        Some((out_dir, sections, run, span)) => {
             let results = Results {
                 verdict: Some(checked.verdict),
                 note: None,
@@ -244,10 +275,24 @@ fn judge<R: Serialize>(
                 }),
                 run,
             };
-            let files = write_files(&results, out_dir, sections)?;
+            let mut files = write_files(&results, out_dir, sections)?;
             let Some(Judgement { check, report, .. }) = results.judgement else {
                 unreachable!("the results just built have a judgement")
             };
+            let window = match span {
+                Some(span) => Window::of_span(span, report.start, report.end),
+                None => Window::default_for(&check, &report),
+            };
+            let mut timeline = TimelineBuilder::new(window);
+            feed(&mut |e: &Event| {
+                timeline.push(e);
+                Ok(())
+            })?;
+            write(
+                out_dir.join("timeline.html"),
+                &timeline.finish().page(&title(out_dir), &check, &report),
+                &mut files,
+            )?;
             (check, report, files)
         }
         None => (checked, report, Vec::new()),
@@ -261,7 +306,17 @@ fn judge<R: Serialize>(
     })
 }
 
-/// Writes the files of the module doc; returns their paths.
+/// A page's title: the run directory's name.
+fn title(out_dir: &Path) -> String {
+    out_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "history".into())
+}
+
+/// Writes the files of the module doc but the timeline; returns their
+/// paths.
 fn write_files<R: Serialize>(
     results: &Results<&R>,
     out_dir: &Path,
@@ -279,11 +334,7 @@ fn write_files<R: Serialize>(
         path: out_dir.display().to_string(),
         source: e,
     })?;
-    let title = out_dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "history".into());
+    let title = title(out_dir);
     let mut files = Vec::new();
     let text = serde_json::to_string_pretty(results)
         .unwrap_or_else(|e| format!("{{\"error\":{:?}}}", e.to_string()));

@@ -14,6 +14,8 @@
 //! against: `fake_cluster`, `real_cluster`, `lease` (the lease trap on the
 //! real node) and `etcd`; `support` holds what they share.
 
+#[path = "../browser/mod.rs"]
+mod browser;
 mod etcd;
 mod fake_cluster;
 mod lease;

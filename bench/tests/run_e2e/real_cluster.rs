@@ -63,7 +63,23 @@ fn local_reads_under_partitions_are_caught() {
     };
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("not linearizable"), "{out}");
-    assert_eq!(exported_verdict_matches(&s.join("latest")), 1);
+    let run = s.join("latest");
+    assert_eq!(exported_verdict_matches(&run), 1);
+    // The timeline, in a real browser, draws the op that cannot be
+    // linearized, named, and the partitions around it.
+    let timeline = run.join("timeline.html").canonicalize().unwrap();
+    if let Some((dom, log)) = crate::browser::dom(
+        &format!("file://{}", timeline.display()),
+        &s.join("chromium"),
+    ) {
+        assert!(!log.contains("Uncaught"), "script error:\n{log}");
+        assert!(dom.contains("cannot be linearized</text>"), "{dom}");
+        assert!(dom.contains("stroke=\"#000\""), "no failing op outlined");
+        assert!(
+            dom.contains("<g class=\"fault\"><title>partition"),
+            "no partition shaded"
+        );
+    }
     std::fs::remove_dir_all(&s).ok();
 }
 
