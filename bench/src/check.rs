@@ -304,6 +304,7 @@ impl Settings {
             time_limit: self.time_limit,
             memory_limit: self.memory_limit,
             exhaustive: self.exhaustive,
+            election_timeout: None,
         }
     }
 }

@@ -34,6 +34,10 @@ pub struct Options {
     /// default the check stops there, as Porcupine does: the verdict is
     /// settled, and a hard valid key could take much longer).
     pub exhaustive: bool,
+    /// The election timeout of the nodes that made the history, when
+    /// known: the report gives each fault window's down-time in its units
+    /// too. It has no bearing on the check.
+    pub election_timeout: Option<Duration>,
 }
 
 /// The checker's verdict.

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use crate::check::{Checked, Explanation, ShownOp};
 use crate::plots;
-use crate::report::Report;
+use crate::report::{ms_and_elections, Report};
 
 /// Escapes text for HTML content and attributes.
 pub fn escape(s: &str) -> String {
@@ -168,18 +168,29 @@ pub fn report_page_with(
     if report.faults.is_empty() {
         b.push_str("<p>No nemesis events.</p>");
     } else {
-        b.push_str("<table><tr><th>fault</th><th>start (s)</th><th>stop (s)</th><th>completed</th><th>ok</th><th>availability</th><th>recovery after stop (s)</th></tr>");
+        b.push_str("<table><tr><th>fault</th><th>start (s)</th><th>stop (s)</th><th>completed</th><th>ok</th><th>availability</th><th>down-time from start</th><th>longest gap without ok</th><th>recovery after stop (s)</th></tr>");
         for w in &report.faults {
             let s = |t: u64| (t.saturating_sub(report.start)) as f64 / 1e9;
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&w.name),
                 s(w.start),
                 w.stop.map(|t| format!("{:.3}", s(t))).unwrap_or_else(|| "never".into()),
                 w.completed,
                 w.ok,
                 opt(w.availability, 100.0, "%"),
+                match &w.downtime {
+                    Some(d) => match d.ms {
+                        Some(ms) => ms_and_elections(ms, d.elections),
+                        None => "no ok after start".into(),
+                    },
+                    None => "-".into(),
+                },
+                w.downtime
+                    .as_ref()
+                    .map(|d| ms_and_elections(d.longest_gap_ms, d.longest_gap_elections))
+                    .unwrap_or_else(|| "-".into()),
                 w.recovery
                     .map(|r| format!("{:.3}", r as f64 / 1e9))
                     .unwrap_or_else(|| if w.stop.is_some() { "no ok after".into() } else { "-".into() })

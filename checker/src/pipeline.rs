@@ -28,7 +28,7 @@ use crate::history::{Event, History, HistoryError, ReadNotes};
 use crate::html::{self, Section};
 use crate::import::Input;
 use crate::model::Partitioner;
-use crate::report::{self, Report, ReportBuilder};
+use crate::report::{self, ms_and_elections, Report, ReportBuilder};
 use crate::results::{CheckOptions, Judgement, Results};
 use crate::timeline::{Span, TimelineBuilder, Window};
 
@@ -115,8 +115,64 @@ impl JudgedHistory {
             }
             s += "\n";
         }
+        s += &downtime_lines(r);
         s
     }
+}
+
+/// The most fault windows the summary lists one by one.
+const MAX_WINDOW_LINES: usize = 20;
+
+/// One line per fault window: its down-time from the start, the longest
+/// gap inside it and its recovery after the stop; then the worst.
+fn downtime_lines(r: &Report) -> String {
+    let mut s = String::new();
+    let at = |t: u64| t.saturating_sub(r.start) as f64 / 1e9;
+    for (i, w) in r.faults.iter().enumerate() {
+        let Some(d) = &w.downtime else { continue };
+        if i == MAX_WINDOW_LINES {
+            s += &format!("  ... and {} more fault windows\n", r.faults.len() - i);
+            break;
+        }
+        let down = match d.ms {
+            Some(ms) => format!("down {}", ms_and_elections(ms, d.elections)),
+            None => "no ok after its start before the history ended".into(),
+        };
+        let recovery = match (w.stop, w.recovery) {
+            (None, _) => "never stopped".into(),
+            (Some(_), Some(r)) => format!("recovery {:.1} ms after stop", r as f64 / 1e6),
+            (Some(_), None) => "no ok after stop".into(),
+        };
+        s += &format!(
+            "  fault {} at {:.3} s: {down}, longest gap {}, {recovery}\n",
+            w.name,
+            at(w.start),
+            ms_and_elections(d.longest_gap_ms, d.longest_gap_elections)
+        );
+    }
+    let downs: Vec<_> = r
+        .faults
+        .iter()
+        .filter_map(|w| w.downtime.as_ref())
+        .collect();
+    if downs.is_empty() {
+        return s;
+    }
+    let never = downs.iter().filter(|d| !d.resumed).count();
+    let worst = downs
+        .iter()
+        .filter_map(|d| Some((d.worst_ms()?, d.worst_elections())))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    s += "  worst down-time (start to first ok, or longest gap): ";
+    s += &match worst {
+        Some((ms, e)) => ms_and_elections(ms, e),
+        None => "-".into(),
+    };
+    if never > 0 {
+        s += &format!("; {never} windows with no ok after their start");
+    }
+    s += "\n";
+    s
 }
 
 /// `600 s`, `1.5 s`.
@@ -252,7 +308,8 @@ fn judge<R: Serialize>(
     mut feed: impl FnMut(&mut Sink<'_>) -> Result<ReadNotes, HistoryError>,
 ) -> Result<JudgedHistory, PipelineError> {
     let mut keys = Partitioner::new(options.model, &options.semantics);
-    let mut builder = ReportBuilder::new();
+    let mut builder = ReportBuilder::new()
+        .with_election_timeout_ms(options.election_timeout.map(|d| d.as_secs_f64() * 1e3));
     let notes = feed(&mut |e: &Event| {
         builder.push(e);
         keys.push(e).map_err(|m| m.reason())

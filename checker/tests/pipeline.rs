@@ -77,6 +77,18 @@ fn an_invalid_run_gets_results_report_and_explanation() {
     );
     assert_eq!(results["report"]["faults"][0]["name"], "partition");
     assert_eq!(results["report"]["faults"][0]["recovery"], json!(s));
+    // Down-time from the fault's start (1 s) to the first ok (2 s); no
+    // election timeout was given, so no figure in its units.
+    assert_eq!(
+        results["report"]["faults"][0]["downtime"],
+        json!({"ms": 1000.0, "resumed": true, "longest_gap_ms": 1000.0})
+    );
+    let summary = outcome.summary();
+    assert!(
+        summary.contains("fault partition at 1.000 s: down 1000.0 ms, longest gap 1000.0 ms"),
+        "{summary}"
+    );
+    assert!(summary.contains("worst down-time"), "{summary}");
     // The same file through its one type, as every reader reads it.
     let text = std::fs::read_to_string(dir.join("results.json")).unwrap();
     let typed = synod_checker::Results::<Value>::from_json(&text).unwrap();
@@ -87,6 +99,7 @@ fn an_invalid_run_gets_results_report_and_explanation() {
 
     let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(report.contains("<svg") && report.contains("partition"));
+    assert!(report.contains("down-time from start") && report.contains("<td>1000.0 ms</td>"));
     assert!(!report.contains("plot unavailable"));
     let explanation = std::fs::read_to_string(dir.join("explanation.html")).unwrap();
     assert!(explanation.contains("process 2") && explanation.contains("state: null -&gt; 1"));

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::artifacts::open_regular;
 use crate::artifacts::{read_config, read_results, RunConfig, RunResults};
 use crate::run::Target;
+pub use synod_checker::report::Downtime;
 
 /// Latency of the successful ops of one kind, in milliseconds.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -45,6 +46,31 @@ pub struct Window {
     /// Seconds from the heal to the first ok op after it; `None` if no op
     /// succeeded after the heal.
     pub recovery: Option<f64>,
+    /// The checker's down-time of the window (from its start); `None` in
+    /// runs judged before it was measured.
+    pub downtime: Option<Downtime>,
+}
+
+impl Window {
+    /// `partition at 3.210 s`, naming the window for people.
+    pub fn label(&self) -> String {
+        format!("{} at {:.3} s", self.name, self.start)
+    }
+}
+
+/// The down-time of one fault (by name) in a run: the worst of its
+/// windows, the larger of start-to-first-ok and the longest gap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultDowntime {
+    pub fault: String,
+    pub windows: usize,
+    /// Worst down-time of the windows after which clients succeeded
+    /// again (ms); `None` if none did.
+    pub worst_ms: Option<f64>,
+    /// `worst_ms` in election timeouts, where the run's is known.
+    pub worst_elections: Option<f64>,
+    /// Windows with no ok after their start before the run ended.
+    pub never_resumed: usize,
 }
 
 /// What a run directory says (also each run's `figures` in a suite's
@@ -80,6 +106,14 @@ pub struct RunFigures {
     pub recovery: Option<f64>,
     /// Heals after which no op succeeded before the run ended.
     pub unrecovered: usize,
+    /// The nodes' election timeout (ms) the down-times are measured in,
+    /// where known.
+    #[serde(default)]
+    pub election_timeout_ms: Option<f64>,
+    /// Down-time per fault, in the order the faults first started
+    /// (summaries before down-time have none).
+    #[serde(default)]
+    pub downtime: Vec<FaultDowntime>,
     /// Peer messages sent by all nodes per client operation completed
     /// (`run.peer_messages.per_op`); `None` where not available (etcd,
     /// runs from before the runner counted them).
@@ -96,6 +130,31 @@ impl RunFigures {
     /// The worst p99 across op kinds, in ms.
     pub fn p99(&self) -> Option<f64> {
         self.latency.iter().map(|l| l.p99).reduce(f64::max)
+    }
+
+    /// The worst down-time across every fault window of the run: (ms,
+    /// election timeouts where known); `None` if no window has a figure.
+    pub fn worst_downtime(&self) -> Option<(f64, Option<f64>)> {
+        self.downtime
+            .iter()
+            .filter_map(|d| Some((d.worst_ms?, d.worst_elections)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
+    /// Fault windows of the run with no ok after their start.
+    pub fn never_resumed(&self) -> usize {
+        self.downtime.iter().map(|d| d.never_resumed).sum()
+    }
+
+    /// The run's worst down-time for a table cell: `812 ms (2.71 et)`,
+    /// `never (N)` if some window never resumed, `-` without figures.
+    pub fn downtime_cell(&self) -> String {
+        match (self.worst_downtime(), self.never_resumed()) {
+            (_, n) if n > 0 => format!("never ({n})"),
+            (Some((ms, Some(e))), _) => format!("{ms:.0} ms ({e:.2} et)"),
+            (Some((ms, None)), _) => format!("{ms:.0} ms"),
+            (None, _) => "-".into(),
+        }
     }
 
     /// A short label for tables and plot legends: `name/stamp`.
@@ -198,6 +257,7 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
                     start: since_start(w.start),
                     stop: w.stop.map(since_start),
                     recovery: w.recovery.map(|r| r as f64 / 1e9),
+                    downtime: w.downtime.clone(),
                 })
                 .collect()
         })
@@ -236,11 +296,46 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
         availability: report.and_then(|r| r.availability),
         recovery: healed.iter().filter_map(|w| w.recovery).reduce(f64::max),
         unrecovered: healed.iter().filter(|w| w.recovery.is_none()).count(),
+        election_timeout_ms: report.and_then(|r| r.election_timeout_ms),
+        downtime: downtime_by_fault(&windows),
         peer_messages_per_op: peer.and_then(|p| p.per_op),
         peer_messages: peer.map(|p| p.sent),
         series,
         windows,
     }
+}
+
+/// The worst down-time of each fault's windows, faults in the order they
+/// first started; windows without figures (older runs) are left out.
+pub fn downtime_by_fault(windows: &[Window]) -> Vec<FaultDowntime> {
+    let mut out: Vec<FaultDowntime> = Vec::new();
+    for w in windows {
+        let Some(d) = &w.downtime else { continue };
+        let i = match out.iter().position(|f| f.fault == w.name) {
+            Some(i) => i,
+            None => {
+                out.push(FaultDowntime {
+                    fault: w.name.clone(),
+                    windows: 0,
+                    worst_ms: None,
+                    worst_elections: None,
+                    never_resumed: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let f = &mut out[i];
+        f.windows += 1;
+        match d.worst_ms() {
+            None => f.never_resumed += 1,
+            Some(ms) if f.worst_ms.is_none_or(|w| ms > w) => {
+                f.worst_ms = Some(ms);
+                f.worst_elections = d.worst_elections();
+            }
+            Some(_) => {}
+        }
+    }
+    out
 }
 
 /// Every run directory under a store (`root/<name>/<stamp>/config.json`),
@@ -291,4 +386,34 @@ pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// Figures of a made-up valid run, for tests.
+#[cfg(test)]
+pub fn test_figures(name: &str) -> RunFigures {
+    RunFigures {
+        dir: PathBuf::from(name),
+        name: name.into(),
+        stamp: "20260101T000000Z".into(),
+        verdict: "valid".into(),
+        explanation: None,
+        target: "synod".into(),
+        nodes: 3,
+        settings: String::new(),
+        seed: 1,
+        operations: Some(100),
+        ok: Some(100),
+        seconds: Some(10.0),
+        throughput: Some(10.0),
+        latency: vec![],
+        availability: Some(1.0),
+        recovery: None,
+        unrecovered: 0,
+        election_timeout_ms: None,
+        downtime: vec![],
+        peer_messages_per_op: None,
+        peer_messages: None,
+        series: vec![],
+        windows: vec![],
+    }
 }

@@ -172,6 +172,8 @@ mod tests {
             log: PathBuf::from(format!("{name}.log")),
             figures: None,
             error: None,
+            expect_downtime: None,
+            downtime_breach: None,
         }
     }
 

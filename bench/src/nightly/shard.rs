@@ -88,6 +88,7 @@ mod tests {
             name: name.into(),
             args: vec![],
             expect: Expect::Valid,
+            downtime_bound: None,
             deadline: Duration::from_secs(1),
             expected_seconds: secs,
         }

@@ -250,7 +250,55 @@ impl Default for RunArgs {
     }
 }
 
+/// A Synod node's election timeout when no flag sets it: the default of
+/// `synod-node --election-timeout-ms` (`server/src/server/cli.rs`,
+/// `node/src/config.rs`).
+pub const SYNOD_ELECTION_TIMEOUT_MS: u64 = 300;
+
+/// The value of `--NAME=V` or `--NAME V` in a list of flags, the last one
+/// given winning.
+fn flag_value<'a>(flags: &'a [String], name: &str) -> Option<&'a str> {
+    let mut found = None;
+    let mut it = flags.iter();
+    while let Some(f) = it.next() {
+        let Some(rest) = f.strip_prefix("--").and_then(|r| r.strip_prefix(name)) else {
+            continue;
+        };
+        if let Some(v) = rest.strip_prefix('=') {
+            found = Some(v);
+        } else if rest.is_empty() {
+            found = it.next().map(String::as_str);
+        }
+    }
+    found
+}
+
 impl RunArgs {
+    /// The election timeout (ms) of the nodes this run talks to, as far
+    /// as its flags say: a Synod node's `--election-timeout-ms` (the flag
+    /// or a `--node-arg`), else the node's default, except on an external
+    /// cluster whose settings are not ours; etcd's `--election-timeout`
+    /// only when an `--etcd-arg` gives it. `None`: not known.
+    pub fn election_timeout_ms(&self) -> Option<u64> {
+        match self.target {
+            Target::Etcd => flag_value(&self.etcd_args, "election-timeout")?
+                .parse()
+                .ok(),
+            Target::Synod => {
+                let given = self.election_timeout_ms.or_else(|| {
+                    flag_value(&self.node_args, "election-timeout-ms")?
+                        .parse()
+                        .ok()
+                });
+                match (given, self.backend) {
+                    (Some(ms), _) => Some(ms),
+                    (None, BackendKind::External) => None,
+                    (None, _) => Some(SYNOD_ELECTION_TIMEOUT_MS),
+                }
+            }
+        }
+    }
+
     /// The node flags to pass through, in `--flag value` form.
     pub(crate) fn node_flags(&self) -> Vec<String> {
         if self.target == Target::Etcd {
@@ -286,3 +334,39 @@ impl RunArgs {
 
 /// The fault mix a run uses unless `--nemesis` says otherwise.
 pub const DEFAULT_NEMESIS: &str = "partition,pause,kill,power-loss,clock,delay";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_election_timeout_comes_from_the_flags_or_the_nodes_default() {
+        let mut a = RunArgs::default();
+        assert_eq!(a.election_timeout_ms(), Some(SYNOD_ELECTION_TIMEOUT_MS));
+        a.node_args = vec!["--election-timeout-ms".into(), "450".into()];
+        assert_eq!(a.election_timeout_ms(), Some(450));
+        a.node_args = vec!["--election-timeout-ms=500".into()];
+        assert_eq!(a.election_timeout_ms(), Some(500));
+        a.election_timeout_ms = Some(800);
+        assert_eq!(a.election_timeout_ms(), Some(800));
+        // An external cluster's settings are not ours to assume.
+        let mut ext = RunArgs {
+            backend: BackendKind::External,
+            ..RunArgs::default()
+        };
+        assert_eq!(ext.election_timeout_ms(), None);
+        ext.election_timeout_ms = Some(250);
+        assert_eq!(ext.election_timeout_ms(), Some(250));
+        // etcd: only when recorded in its flags.
+        let mut etcd = RunArgs {
+            target: Target::Etcd,
+            ..RunArgs::default()
+        };
+        assert_eq!(etcd.election_timeout_ms(), None);
+        etcd.etcd_args = vec![
+            "--heartbeat-interval=100".into(),
+            "--election-timeout=1200".into(),
+        ];
+        assert_eq!(etcd.election_timeout_ms(), Some(1200));
+    }
+}

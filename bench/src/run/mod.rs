@@ -142,5 +142,10 @@ async fn run_in(
             .await
         }
     }?;
-    finish(&dir, outcome, args.check_time_limit)
+    finish(
+        &dir,
+        outcome,
+        args.check_time_limit,
+        args.election_timeout_ms(),
+    )
 }

@@ -20,7 +20,14 @@ use crate::EXIT_ERROR;
 /// `report.html` and plots into the run directory), adds what the run
 /// itself observed under `"run"`, prints the verdict and where the report
 /// is, and picks the exit status.
-pub fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::Result<ExitCode> {
+/// `election_timeout_ms` (the nodes', if known) only adds units to the
+/// report's down-times.
+pub fn finish(
+    dir: &Path,
+    observed: Observed,
+    check_time_limit: f64,
+    election_timeout_ms: Option<u64>,
+) -> anyhow::Result<ExitCode> {
     let OpCounts { ok, fail, info, .. } = observed.counts;
     let run = RunSection {
         seed: observed.seed,
@@ -65,6 +72,7 @@ pub fn finish(dir: &Path, observed: Observed, check_time_limit: f64) -> anyhow::
         time_limit: (check_time_limit > 0.0)
             .then(|| Duration::try_from_secs_f64(check_time_limit).ok())
             .flatten(),
+        election_timeout: election_timeout_ms.map(Duration::from_millis),
         ..Options::default()
     };
     let sections = [peer_section(observed.peer_messages.as_ref())];

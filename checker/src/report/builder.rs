@@ -1,12 +1,12 @@
 //! Building a [`Report`] from events as they stream past: the aggregates
 //! (counts, latency histograms, time buckets, a decimated sample) and the
-//! fault windows with their availability and recovery.
+//! fault windows with their availability, recovery and down-time.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::{ms, FaultWindow, LatencyRow, Outage, Report, Sample, Second, MAX_SAMPLES};
+use super::{ms, Downtime, FaultWindow, LatencyRow, Outage, Report, Sample, Second, MAX_SAMPLES};
 use crate::fxhash::FxHashMap;
 use crate::history::{Event, EventType, Fun, History, Process};
 
@@ -71,6 +71,18 @@ impl Bucket {
     }
 }
 
+/// What a window's down-time is built from as the events stream past
+/// (one per window, same index).
+#[derive(Clone, Copy, Default)]
+struct Track {
+    /// The first ok completion at or after the window's start.
+    first_ok: Option<u64>,
+    /// The last ok inside the window so far (its start before any).
+    last_ok: u64,
+    /// The longest stretch without an ok inside the window so far.
+    gap: u64,
+}
+
 /// Builds a [`Report`] from events as they stream past, holding only the
 /// open invocations, the aggregates and a sample of latencies: a history
 /// of any size is reported on without being held.
@@ -97,6 +109,12 @@ pub struct ReportBuilder {
     active: Vec<usize>,
     /// Stopped windows whose first ok after the stop is still to come.
     awaiting_recovery: Vec<usize>,
+    /// Per window: its down-time so far.
+    tracks: Vec<Track>,
+    /// Windows whose first ok at or after the start is still to come.
+    awaiting_first_ok: Vec<usize>,
+    /// The run's election timeout (ms), for down-time in its units.
+    election_timeout_ms: Option<f64>,
     last_ok: Option<u64>,
     /// The longest stretch without an ok so far, and where the current one
     /// began.
@@ -136,9 +154,19 @@ impl ReportBuilder {
             windows: Vec::new(),
             active: Vec::new(),
             awaiting_recovery: Vec::new(),
+            tracks: Vec::new(),
+            awaiting_first_ok: Vec::new(),
+            election_timeout_ms: None,
             last_ok: None,
             longest_gap: None,
         }
+    }
+
+    /// Down-times are also given in units of this election timeout (ms);
+    /// a timeout that is not a positive number is left out.
+    pub fn with_election_timeout_ms(mut self, ms: Option<f64>) -> Self {
+        self.election_timeout_ms = ms.filter(|t| t.is_finite() && *t > 0.0);
+        self
     }
 
     fn count(&mut self, f: &Fun, outcome: &str) {
@@ -237,6 +265,14 @@ impl ReportBuilder {
                 windows[w].recovery = Some(done.saturating_sub(stop));
                 false
             });
+            let tracks = &mut self.tracks;
+            self.awaiting_first_ok.retain(|&w| {
+                if windows[w].start > done {
+                    return true;
+                }
+                tracks[w].first_ok = Some(done);
+                false
+            });
         } else {
             self.other_samples.push(sample);
         }
@@ -244,11 +280,13 @@ impl ReportBuilder {
         self.active
             .retain(|&w| windows[w].stop.is_none_or(|stop| stop >= done));
         for &w in &self.active {
-            let w = &mut self.windows[w];
+            let (w, track) = (&mut self.windows[w], &mut self.tracks[w]);
             if w.start <= done {
                 w.completed += 1;
                 if kind == EventType::Ok {
                     w.ok += 1;
+                    track.gap = track.gap.max(done.saturating_sub(track.last_ok));
+                    track.last_ok = track.last_ok.max(done);
                 }
             }
         }
@@ -276,7 +314,17 @@ impl ReportBuilder {
             {
                 return;
             }
-            self.active.push(self.windows.len());
+            let i = self.windows.len();
+            self.active.push(i);
+            let first_ok = (self.last_ok == Some(e.time)).then_some(e.time);
+            if first_ok.is_none() {
+                self.awaiting_first_ok.push(i);
+            }
+            self.tracks.push(Track {
+                first_ok,
+                last_ok: e.time,
+                gap: 0,
+            });
             self.windows.push(FaultWindow {
                 name,
                 start: e.time,
@@ -285,6 +333,7 @@ impl ReportBuilder {
                 ok: 0,
                 availability: None,
                 recovery: None,
+                downtime: None,
             });
         } else if let Some(name) = fault_name(f, "stop") {
             if let Some(i) = self
@@ -293,6 +342,8 @@ impl ReportBuilder {
                 .rposition(|w| w.name == name && w.stop.is_none())
             {
                 self.windows[i].stop = Some(e.time);
+                let track = &mut self.tracks[i];
+                track.gap = track.gap.max(e.time.saturating_sub(track.last_ok));
                 if self.last_ok == Some(e.time) {
                     self.windows[i].recovery = Some(0);
                 } else {
@@ -357,8 +408,23 @@ impl ReportBuilder {
                 mean: h.mean() / 1e6,
             })
             .collect();
-        for w in &mut self.windows {
+        let unit = self.election_timeout_ms;
+        let elections = |ms: f64| unit.map(|u| ms / u);
+        for (w, track) in self.windows.iter_mut().zip(&self.tracks) {
             w.availability = (w.completed > 0).then(|| w.ok as f64 / w.completed as f64);
+            // A window never stopped runs to the end of the history.
+            let gap = match w.stop {
+                Some(_) => track.gap,
+                None => track.gap.max(end.saturating_sub(track.last_ok)),
+            };
+            let down = track.first_ok.map(|t| ms(t.saturating_sub(w.start)));
+            w.downtime = Some(Downtime {
+                ms: down,
+                elections: down.and_then(elections),
+                resumed: down.is_some(),
+                longest_gap_ms: ms(gap),
+                longest_gap_elections: elections(ms(gap)),
+            });
         }
         let mut samples: Vec<Sample> = self
             .ok_samples
@@ -379,6 +445,7 @@ impl ReportBuilder {
                 end: b,
                 seconds: (b - a) as f64 / 1e9,
             }),
+            election_timeout_ms: unit,
             availability: (self.completed > 0).then(|| self.ok as f64 / self.completed as f64),
             start,
             end,
@@ -466,5 +533,187 @@ mod tests {
         assert_eq!((gap.start, gap.end), (s / 10, 4 * s));
         assert_eq!(r.availability, Some(2.0 / 3.0));
         assert!(hgrm(&r.histograms[&("read".into(), "ok".into())]).contains("Total count"));
+    }
+
+    const MS: u64 = 1_000_000;
+
+    /// A history from `(time in ms, what)`: `ok` and `fail` are reads
+    /// completing then (each by its own client, invoked at 0), anything
+    /// else a nemesis event; the report with a 100 ms election timeout.
+    fn windows(steps: &[(u64, &str)]) -> Report {
+        let mut events = Vec::new();
+        for (p, &(t, what)) in steps.iter().enumerate() {
+            let (p, t) = (p as u64, t * MS);
+            match what {
+                "ok" | "fail" => {
+                    let kind = if what == "ok" {
+                        EventType::Ok
+                    } else {
+                        EventType::Fail
+                    };
+                    events.push(ev(0, Process::Client(p), EventType::Invoke, Fun::Read));
+                    events.push(ev(t, Process::Client(p), kind, Fun::Read));
+                }
+                f => events.push(ev(
+                    t,
+                    Process::Nemesis,
+                    EventType::Info,
+                    Fun::Nemesis(f.into()),
+                )),
+            }
+        }
+        events.sort_by_key(|e| e.time);
+        let mut b = ReportBuilder::new().with_election_timeout_ms(Some(100.0));
+        for e in &events {
+            b.push(e);
+        }
+        b.finish()
+    }
+
+    fn downtime(r: &Report, i: usize) -> Downtime {
+        r.faults[i].downtime.clone().expect("every window has one")
+    }
+
+    #[test]
+    fn downtime_runs_from_the_start_to_the_first_ok_mid_window() {
+        let r = windows(&[
+            (500, "ok"),
+            (1000, "start-partition"),
+            (1500, "fail"),
+            (2000, "ok"),
+            (2500, "ok"),
+            (3000, "stop-partition"),
+            (3200, "ok"),
+        ]);
+        let d = downtime(&r, 0);
+        assert_eq!(d.ms, Some(1000.0));
+        assert!(d.resumed);
+        assert_eq!(d.elections, Some(10.0));
+        // Start to the first ok is the longest stretch; after the last ok
+        // the window ran on for 500 ms.
+        assert_eq!(d.longest_gap_ms, 1000.0);
+        assert_eq!(d.longest_gap_elections, Some(10.0));
+        assert_eq!(d.worst_ms(), Some(1000.0));
+        assert_eq!(d.worst_elections(), Some(10.0));
+        // The stop-to-first-ok figure is kept.
+        assert_eq!(r.faults[0].recovery, Some(200 * MS));
+        assert_eq!(r.election_timeout_ms, Some(100.0));
+    }
+
+    #[test]
+    fn a_gap_inside_the_window_longer_than_the_start_gap_is_the_worst() {
+        let r = windows(&[
+            (1000, "start-kill"),
+            (1100, "ok"),
+            (1200, "ok"),
+            (3200, "ok"),
+            (4000, "stop-kill"),
+        ]);
+        let d = downtime(&r, 0);
+        assert_eq!(d.ms, Some(100.0));
+        assert_eq!(d.longest_gap_ms, 2000.0);
+        assert_eq!(d.worst_ms(), Some(2000.0));
+        assert_eq!(d.worst_elections(), Some(20.0));
+    }
+
+    #[test]
+    fn no_ok_after_the_start_is_said_not_made_up() {
+        // Stopped, but nothing succeeded before the history ended.
+        let r = windows(&[
+            (200, "ok"),
+            (1000, "start-pause"),
+            (1500, "fail"),
+            (2000, "stop-pause"),
+            (2600, "fail"),
+        ]);
+        let d = downtime(&r, 0);
+        assert_eq!(d.ms, None);
+        assert_eq!(d.elections, None);
+        assert!(!d.resumed);
+        assert_eq!(d.longest_gap_ms, 1000.0, "start to stop");
+        assert_eq!(d.worst_ms(), None);
+        assert_eq!(d.worst_elections(), None);
+        assert_eq!(r.faults[0].recovery, None);
+        // Never stopped: the gap runs to the end of the history.
+        let r = windows(&[(200, "ok"), (1000, "start-pause"), (2600, "fail")]);
+        let d = downtime(&r, 0);
+        assert!(!d.resumed && d.ms.is_none());
+        assert_eq!(d.longest_gap_ms, 1600.0);
+    }
+
+    #[test]
+    fn a_window_without_completions_is_down_until_the_first_ok_after_it() {
+        let r = windows(&[
+            (100, "ok"),
+            (1000, "start-partition"),
+            (2000, "stop-partition"),
+            (5000, "ok"),
+        ]);
+        let w = &r.faults[0];
+        assert_eq!((w.completed, w.ok, w.availability), (0, 0, None));
+        let d = downtime(&r, 0);
+        assert_eq!(d.ms, Some(4000.0));
+        assert_eq!(d.longest_gap_ms, 1000.0);
+        assert_eq!(d.worst_ms(), Some(4000.0));
+        assert_eq!(w.recovery, Some(3000 * MS));
+        // An ok at the very instant of the start counts: no down-time.
+        let r = windows(&[
+            (1000, "ok"),
+            (1000, "start-partition"),
+            (1500, "stop-partition"),
+        ]);
+        assert_eq!(downtime(&r, 0).ms, Some(0.0));
+    }
+
+    #[test]
+    fn overlapping_windows_are_measured_each_on_its_own() {
+        let r = windows(&[
+            (1000, "start-partition"),
+            (2000, "start-kill"),
+            (2500, "ok"),
+            (3000, "stop-partition"),
+            (4000, "ok"),
+            (5000, "stop-kill"),
+            (6000, "ok"),
+        ]);
+        let (p, k) = (downtime(&r, 0), downtime(&r, 1));
+        assert_eq!(
+            (r.faults[0].name.as_str(), r.faults[1].name.as_str()),
+            ("partition", "kill")
+        );
+        assert_eq!(p.ms, Some(1500.0));
+        assert_eq!(p.longest_gap_ms, 1500.0);
+        assert_eq!(k.ms, Some(500.0));
+        assert_eq!(k.longest_gap_ms, 1500.0, "2.5 s to 4 s");
+        assert_eq!(r.faults[0].recovery, Some(1000 * MS));
+        assert_eq!(r.faults[1].recovery, Some(1000 * MS));
+    }
+
+    #[test]
+    fn without_an_election_timeout_the_units_are_left_out() {
+        let h = History::new(vec![
+            ev(
+                0,
+                Process::Nemesis,
+                EventType::Info,
+                Fun::Nemesis("start-kill".into()),
+            ),
+            ev(1, Process::Client(1), EventType::Invoke, Fun::Read),
+            ev(300 * MS, Process::Client(1), EventType::Ok, Fun::Read),
+        ]);
+        let r = report(&h);
+        let d = downtime(&r, 0);
+        assert_eq!(d.ms, Some(300.0));
+        assert_eq!((d.elections, d.longest_gap_elections), (None, None));
+        assert_eq!(r.election_timeout_ms, None);
+        let json = serde_json::to_value(&r.faults[0]).unwrap();
+        assert!(json["downtime"].get("elections").is_none(), "{json}");
+        // A window written before down-time existed reads, and writes back
+        // the same.
+        let old = serde_json::json!({"name": "kill", "start": 0, "stop": 5, "completed": 1,
+            "ok": 1, "availability": 1.0, "recovery": 3});
+        let w: FaultWindow = serde_json::from_value(old.clone()).unwrap();
+        assert!(w.downtime.is_none());
+        assert_eq!(serde_json::to_value(&w).unwrap(), old);
     }
 }

@@ -6,7 +6,10 @@
 //! minus invocation time, recorded in hdrhistogram (3 significant figures)
 //! per operation and outcome. Availability is the share of *completed*
 //! operations that are `ok`; a fault window is a `start-X` nemesis event up
-//! to the matching `stop-X` (or the end of the history).
+//! to the matching `stop-X` (or the end of the history). A window's
+//! down-time ([`Downtime`]) is measured from its start: to the first `ok`
+//! at or after it, and the longest stretch without an `ok` inside it;
+//! its `recovery` from its stop to the first `ok` after that.
 //!
 //! Layout: this file holds the report's shape (what `results.json`
 //! stores) and the `.hgrm` text; `builder` computes it from the events.
@@ -76,6 +79,50 @@ pub struct FaultWindow {
     pub availability: Option<f64>,
     /// From the stop to the first `ok` completion after it (ns).
     pub recovery: Option<u64>,
+    /// How long the fault kept clients from succeeding, measured from its
+    /// start; absent in `results.json` written before these figures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime: Option<Downtime>,
+}
+
+/// A fault window's down-time, in milliseconds and, where the run's
+/// election timeout is known, in election timeouts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// From the fault's start to the first `ok` completion at or after it
+    /// (ms). `None` exactly when `resumed` is false.
+    pub ms: Option<f64>,
+    /// `ms` in election timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elections: Option<f64>,
+    /// Whether any `ok` completion came at or after the start before the
+    /// history ended; false: the clients never succeeded again, and there
+    /// is no figure for `ms` (not a made-up one).
+    pub resumed: bool,
+    /// The longest stretch without an `ok` completion inside the window:
+    /// from its start, between oks, and to its stop (or to the end of the
+    /// history if it never stopped) (ms).
+    pub longest_gap_ms: f64,
+    /// `longest_gap_ms` in election timeouts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_gap_elections: Option<f64>,
+}
+
+impl Downtime {
+    /// The figure a bound holds a window to: the larger of `ms` and
+    /// `longest_gap_ms`; `None` if the clients never succeeded again
+    /// (no bound is met then).
+    pub fn worst_ms(&self) -> Option<f64> {
+        self.ms.map(|ms| ms.max(self.longest_gap_ms))
+    }
+
+    /// [`Downtime::worst_ms`] in election timeouts, where known.
+    pub fn worst_elections(&self) -> Option<f64> {
+        match (self.elections, self.longest_gap_elections) {
+            (Some(a), Some(b)) if self.resumed => Some(a.max(b)),
+            _ => None,
+        }
+    }
 }
 
 /// The longest stretch of the run without an `ok` completion.
@@ -96,6 +143,10 @@ pub struct Report {
     pub seconds: Vec<Second>,
     pub faults: Vec<FaultWindow>,
     pub longest_without_ok: Option<Outage>,
+    /// The election timeout the down-times are measured in (ms), when the
+    /// caller knew it (`synod run` does for Synod nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub election_timeout_ms: Option<f64>,
     /// Overall share of completed ops that are ok.
     pub availability: Option<f64>,
     /// Time of the first and last event (ns).
@@ -113,6 +164,14 @@ pub struct Report {
 
 /// The most ok ops (and, apart, other ops) the scatter keeps.
 pub const MAX_SAMPLES: usize = 20_000;
+
+/// `812.0 ms (2.71 election timeouts)`, or the ms alone.
+pub fn ms_and_elections(ms: f64, elections: Option<f64>) -> String {
+    match elections {
+        Some(e) => format!("{ms:.1} ms ({e:.2} election timeouts)"),
+        None => format!("{ms:.1} ms"),
+    }
+}
 
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6

@@ -185,6 +185,31 @@ pub(super) fn rows(runs: &[RunFigures]) -> Vec<Row> {
             (None, _) => "-".into(),
         },
     ));
+    // Down-time: the worst window of the run, then of each fault.
+    out.push(text_row("worst down-time", &|r| r.downtime_cell()));
+    let mut faults: Vec<&str> = Vec::new();
+    for r in runs {
+        for d in &r.downtime {
+            if !faults.contains(&d.fault.as_str()) {
+                faults.push(&d.fault);
+            }
+        }
+    }
+    for fault in faults {
+        out.push(text_row(&format!("down-time {fault}"), &|r| match r
+            .downtime
+            .iter()
+            .find(|d| d.fault == fault)
+        {
+            None => "-".into(),
+            Some(d) if d.never_resumed > 0 => format!("never ({})", d.never_resumed),
+            Some(d) => match (d.worst_ms, d.worst_elections) {
+                (Some(ms), Some(e)) => format!("{ms:.0} ms ({e:.2} et)"),
+                (Some(ms), None) => format!("{ms:.0} ms"),
+                (None, _) => "-".into(),
+            },
+        }));
+    }
     out.push(text_row("explanation", &|r| {
         r.explanation
             .as_deref()

@@ -130,35 +130,14 @@ pub(super) fn html(
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::super::page;
     use super::*;
 
     fn run(name: &str, per_op: Option<f64>) -> RunFigures {
-        RunFigures {
-            dir: PathBuf::from(name),
-            name: name.into(),
-            stamp: "20260101T000000Z".into(),
-            verdict: "valid".into(),
-            explanation: None,
-            target: "synod".into(),
-            nodes: 3,
-            settings: String::new(),
-            seed: 1,
-            operations: Some(100),
-            ok: Some(100),
-            seconds: Some(10.0),
-            throughput: Some(10.0),
-            latency: vec![],
-            availability: Some(1.0),
-            recovery: None,
-            unrecovered: 0,
-            peer_messages_per_op: per_op,
-            peer_messages: per_op.map(|p| (p * 100.0) as u64),
-            series: vec![],
-            windows: vec![],
-        }
+        let mut r = crate::nightly::figures::test_figures(name);
+        r.peer_messages_per_op = per_op;
+        r.peer_messages = per_op.map(|p| (p * 100.0) as u64);
+        r
     }
 
     #[test]
@@ -183,6 +162,45 @@ mod tests {
         assert!(
             html.contains("<td class=\"up\">12.00 (+50%)</td>"),
             "{html}"
+        );
+    }
+
+    #[test]
+    fn down_time_is_compared_per_run_and_per_fault() {
+        use crate::nightly::figures::FaultDowntime;
+        let fault = |name: &str, worst: Option<f64>, never| FaultDowntime {
+            fault: name.into(),
+            windows: 2,
+            worst_ms: worst,
+            worst_elections: worst.map(|ms| ms / 300.0),
+            never_resumed: never,
+        };
+        let mut a = run("a", Some(8.0));
+        a.downtime = vec![
+            fault("partition", Some(900.0), 0),
+            fault("kill", Some(300.0), 0),
+        ];
+        let mut b = run("b", Some(8.0));
+        b.downtime = vec![fault("partition", Some(150.0), 1)];
+        let old = run("old", Some(8.0));
+        let md = markdown(&[a, b, old]);
+        let row = |label: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {label} |")))
+                .unwrap_or_else(|| panic!("no {label} row:\n{md}"))
+                .to_string()
+        };
+        assert_eq!(
+            row("worst down-time"),
+            "| worst down-time | 900 ms (3.00 et) | never (1) | - |"
+        );
+        assert_eq!(
+            row("down-time partition"),
+            "| down-time partition | 900 ms (3.00 et) | never (1) | - |"
+        );
+        assert_eq!(
+            row("down-time kill"),
+            "| down-time kill | 300 ms (1.00 et) | - | - |"
         );
     }
 }

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use super::downtime::{DowntimeBound, ELECTIONS_KEY};
 use crate::run::RunArgs;
 
 /// The verdict a run must reach to pass.
@@ -37,6 +38,10 @@ pub struct PlannedRun {
     pub name: String,
     pub args: Vec<String>,
     pub expect: Expect,
+    /// How long any fault window may keep the clients down
+    /// (`expect_downtime_ms`, `expect_downtime_elections`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downtime_bound: Option<DowntimeBound>,
     /// Seconds the child may take before it is stopped.
     #[serde(skip)]
     pub deadline: Duration,
@@ -102,6 +107,8 @@ pub fn plan(text: &str, origin: &str) -> anyhow::Result<(String, Vec<PlannedRun>
             Some(v) => Expect::parse(&v).with_context(|| format!("{origin}: config {label:?}"))?,
             None => Expect::Valid,
         };
+        let downtime_bound = DowntimeBound::take(&mut merged)
+            .with_context(|| format!("{origin}: config {label:?}"))?;
         // Axes: every array except list-valued flags, in key order.
         let axes: Vec<(String, Vec<toml::Value>)> = merged
             .iter()
@@ -137,6 +144,16 @@ pub fn plan(text: &str, origin: &str) -> anyhow::Result<(String, Vec<PlannedRun>
                 anyhow::anyhow!("{origin}: run {name} has bad settings: {}", e.render())
             })?;
             let a = &parsed.args;
+            if downtime_bound.is_some_and(|b| b.elections.is_some())
+                && a.election_timeout_ms().is_none()
+            {
+                bail!(
+                    "{origin}: run {name}: {ELECTIONS_KEY} needs the nodes' election timeout, \
+                     which this run does not know: give it (election_timeout_ms for an \
+                     external cluster, etcd_arg = \"--election-timeout=MS\" for etcd) or \
+                     bound the down-time in ms with expect_downtime_ms"
+                );
+            }
             let deadline = Duration::from_secs_f64(
                 a.time_limit
                     + a.recovery
@@ -152,6 +169,7 @@ pub fn plan(text: &str, origin: &str) -> anyhow::Result<(String, Vec<PlannedRun>
                 name,
                 args: flags,
                 expect,
+                downtime_bound,
                 deadline,
                 expected_seconds: a.time_limit + a.recovery + SETUP_SECONDS,
             });
@@ -269,6 +287,56 @@ node_args = ["--batch-size", "4"]
         assert!(runs[4]
             .args
             .contains(&"--node-arg=--batch-size".to_string()));
+    }
+
+    #[test]
+    fn downtime_bounds_are_inherited_validated_and_not_run_flags() {
+        let (_, runs) = plan(
+            r#"
+[defaults]
+expect_downtime_ms = 2000
+[[config]]
+name = "tight"
+expect_downtime_elections = 3
+[[config]]
+name = "loose"
+expect_downtime_ms = 9000.5
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let bound = |ms, elections| Some(DowntimeBound { ms, elections });
+        assert_eq!(runs[0].downtime_bound, bound(Some(2000.0), Some(3.0)));
+        assert_eq!(runs[1].downtime_bound, bound(Some(9000.5), None));
+        assert!(runs
+            .iter()
+            .all(|r| !r.args.iter().any(|a| a.contains("downtime"))));
+        let (_, runs) = plan("[[config]]\nname = \"none\"\n", "t.toml").unwrap();
+        assert_eq!(runs[0].downtime_bound, None);
+        for (bad, says) in [
+            (
+                "[defaults]\nexpect_downtime_ms = 0\n",
+                "expect_downtime_ms must be a positive number",
+            ),
+            (
+                "[[config]]\nexpect_downtime_elections = \"two\"\n",
+                "expect_downtime_elections must be one positive number, not \"two\"",
+            ),
+            ("[[config]]\nexpect_downtime_ms = [1, 2]\n", "not a list"),
+            // etcd's election timeout is known only when given.
+            (
+                "[[config]]\ntarget = \"etcd\"\nexpect_downtime_elections = 2\n",
+                "needs the nodes' election timeout",
+            ),
+        ] {
+            let err = format!("{:#}", plan(bad, "x.toml").unwrap_err());
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let etcd = "[[config]]\ntarget = \"etcd\"\netcd_arg = \"--election-timeout=1000\"\n\
+                    expect_downtime_elections = 2\n";
+        if let Err(e) = plan(etcd, "x.toml") {
+            panic!("{e:#}");
+        }
     }
 
     #[test]

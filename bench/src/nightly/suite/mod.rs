@@ -30,13 +30,20 @@
 //! partitions). There an invalid verdict passes, and a valid one fails the
 //! suite like an invalid run would: the bench lost its teeth.
 //!
+//! A config may bound how long a fault keeps the clients down:
+//! `expect_downtime_ms = N` and `expect_downtime_elections = K` (see
+//! `downtime`). A run with a fault window over the bound fails like an
+//! invalid run, whatever its verdict.
+//!
 //! # Layout
 //!
 //! - `matrix`: the suite file expanded into its runs, every one checked.
 //! - `runner`: one child `synod run`, bounded, read back.
+//! - `downtime`: the down-time bound and the window that breaks it.
 //! - `outputs`: the exit status, `summary.json`, the table, JUnit XML and
 //!   the comparison.
 
+mod downtime;
 mod matrix;
 mod outputs;
 mod runner;
@@ -140,6 +147,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         let _ = std::io::stderr().flush();
         let result = run_one(&exe, &args.store, &out, r);
         let expected = match (result.expect, result.status()) {
+            (_, _) if result.downtime_breach.is_some() => ", down-time over the bound",
             (Expect::Invalid, 0) => ", as expected",
             (Expect::Invalid, _) => ", expected invalid",
             _ => "",
@@ -201,6 +209,8 @@ name = "safe"
             log: "r.log".into(),
             figures: None,
             error: None,
+            expect_downtime: None,
+            downtime_breach: None,
         };
         assert_eq!(result(Expect::Invalid, 1).status(), 0);
         assert_eq!(result(Expect::Invalid, 0).status(), 1);

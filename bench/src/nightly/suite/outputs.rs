@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::downtime::DowntimeBound;
 use super::matrix::Expect;
 use crate::nightly::figures::{self, fmt_opt, RunFigures};
 
@@ -64,6 +65,13 @@ pub struct RunResult {
     pub figures: Option<RunFigures>,
     /// Why the run failed before judging, if it did.
     pub error: Option<String>,
+    /// The suite's bound on the run's down-time, if it set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_downtime: Option<DowntimeBound>,
+    /// Why the run is over that bound (its worst window, the down-time
+    /// and the bound); such a run fails like an invalid one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downtime_breach: Option<String>,
 }
 
 impl RunResult {
@@ -76,8 +84,18 @@ impl RunResult {
 
     /// What the run counts as in the suite's exit status: its own exit
     /// status, except that a teeth run passes when invalid and fails (as
-    /// invalid) when valid.
+    /// invalid) when valid; a run over its down-time bound fails as
+    /// invalid (an error stays an error).
     pub fn status(&self) -> u8 {
+        let verdict = self.verdict_status();
+        match self.downtime_breach {
+            Some(_) => worst([verdict, 1]),
+            None => verdict,
+        }
+    }
+
+    /// [`RunResult::status`] by the verdict alone.
+    fn verdict_status(&self) -> u8 {
         match (self.expect, self.exit) {
             (Expect::Invalid, 1) => 0,
             (Expect::Invalid, 0) => 1,
@@ -97,6 +115,16 @@ impl RunResult {
     /// without results says less than the error that stopped it), then
     /// the checker's explanation.
     pub fn explanation(&self) -> Option<String> {
+        let why = self.verdict_explanation();
+        match (&self.downtime_breach, why) {
+            (Some(b), Some(why)) if self.verdict_status() != 0 => Some(format!("{why}\n{b}")),
+            (Some(b), _) => Some(b.clone()),
+            (None, why) => why,
+        }
+    }
+
+    /// Why the verdict is not the one expected.
+    fn verdict_explanation(&self) -> Option<String> {
         if self.expect == Expect::Invalid && self.exit == 0 {
             return Some(
                 "expected invalid (an unsafe configuration under its faults), but the run \
@@ -171,8 +199,8 @@ pub fn table(results: &[RunResult]) -> String {
         s += &format!(" {:>17}", format!("{f} p50/p99 ms"));
     }
     s += &format!(
-        " {:>7} {:>10} {:>12}\n",
-        "avail", "recovery", "peer msgs/op"
+        " {:>7} {:>10} {:>20} {:>12}\n",
+        "avail", "recovery", "worst down-time", "peer msgs/op"
     );
     let teeth = results.iter().any(|r| r.expect == Expect::Invalid);
     for r in results {
@@ -200,13 +228,66 @@ pub fn table(results: &[RunResult]) -> String {
                     .peer_messages_per_op
                     .map(|m| format!("{m:.2}"))
                     .unwrap_or_else(|| "n/a".into());
-                s += &format!(" {:>6}% {rec:>10} {msgs:>12}\n", avail);
+                let mut down = f.downtime_cell();
+                if r.downtime_breach.is_some() {
+                    down.push_str(" *");
+                }
+                s += &format!(" {:>6}% {rec:>10} {down:>20} {msgs:>12}\n", avail);
             }
             None => s += "  (no figures)\n",
         }
     }
     if teeth {
         s += "(!: a teeth run, expected invalid)\n";
+    }
+    s += &downtime_by_fault(results);
+    let breaches: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| r.downtime_breach.is_some())
+        .collect();
+    if !breaches.is_empty() {
+        s += "(*: down-time over the suite's bound; these runs fail)\n";
+        for r in breaches {
+            s += &format!(
+                "  {}: {}\n",
+                r.name,
+                r.downtime_breach.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    s
+}
+
+/// Down-time per fault of every run with fault windows: the worst window
+/// of each fault (start to first ok, or the longest gap, whichever is
+/// larger), `et` in election timeouts.
+fn downtime_by_fault(results: &[RunResult]) -> String {
+    let mut s = String::new();
+    for r in results {
+        let Some(f) = &r.figures else { continue };
+        if f.downtime.is_empty() {
+            continue;
+        }
+        let cells: Vec<String> = f
+            .downtime
+            .iter()
+            .map(|d| {
+                let worst = match (d.worst_ms, d.worst_elections) {
+                    (Some(ms), Some(e)) => format!("{ms:.0} ms ({e:.2} et)"),
+                    (Some(ms), None) => format!("{ms:.0} ms"),
+                    (None, _) => "-".into(),
+                };
+                let never = match d.never_resumed {
+                    0 => String::new(),
+                    n => format!(", {n} never resumed"),
+                };
+                format!("{} {worst} over {} windows{never}", d.fault, d.windows)
+            })
+            .collect();
+        if s.is_empty() {
+            s += "down-time by fault (worst window; et: election timeouts):\n";
+        }
+        s += &format!("  {}: {}\n", r.name, cells.join("; "));
     }
     s
 }
@@ -240,6 +321,12 @@ fn properties(r: &RunResult) -> String {
     }
     if let Some(m) = f.peer_messages_per_op {
         props.push(("peer_messages_per_op", format!("{m:.3}")));
+    }
+    if let Some((ms, e)) = f.worst_downtime() {
+        props.push(("worst_downtime_ms", format!("{ms:.3}")));
+        if let Some(e) = e {
+            props.push(("worst_downtime_elections", format!("{e:.3}")));
+        }
     }
     let mut s = String::from("      <properties>\n");
     for (k, v) in props {
@@ -282,6 +369,14 @@ pub fn junit(suite: &str, results: &[RunResult], seconds: f64) -> String {
         s += &properties(r);
         match r.status() {
             0 => {}
+            1 | 2 if r.verdict_status() == 0 => {
+                // Valid (or as expected), but down too long.
+                s += &format!(
+                    "      <failure type=\"downtime\" message=\"{}\">{}</failure>\n",
+                    xml(&first),
+                    xml(&why)
+                )
+            }
             1 | 2 => {
                 s += &format!(
                     "      <failure type=\"{}\" message=\"{}: {}\">{}</failure>\n",
@@ -319,6 +414,170 @@ pub fn junit(suite: &str, results: &[RunResult], seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small well-formedness check of the XML this file writes: tags
+    /// nest and close, attribute values are quoted, and text and values
+    /// hold no raw `<`, `"` in values, or `&` outside an entity.
+    pub(crate) fn well_formed(xml: &str) -> Result<(), String> {
+        let body = xml
+            .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
+            .ok_or("no XML declaration")?;
+        let entity = |rest: &str| {
+            ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&apos;"]
+                .iter()
+                .any(|e| rest.starts_with(e))
+        };
+        let mut stack: Vec<String> = Vec::new();
+        let mut rest = body;
+        while let Some(i) = rest.find(['<', '&']) {
+            if rest[i..].starts_with('&') {
+                if !entity(&rest[i..]) {
+                    return Err(format!("raw & at {:?}", &rest[i..(i + 20).min(rest.len())]));
+                }
+                rest = &rest[i + 1..];
+                continue;
+            }
+            let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
+            let tag = &rest[i + 1..end];
+            if tag.contains('<') {
+                return Err(format!("raw < inside a tag: {tag:?}"));
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    other => return Err(format!("</{name}> closes {other:?}")),
+                }
+            } else {
+                let self_closing = tag.ends_with('/');
+                let inner = tag.trim_end_matches('/');
+                let name = inner
+                    .split_whitespace()
+                    .next()
+                    .ok_or("empty tag")?
+                    .to_string();
+                // name="value" pairs, values without raw quotes or &.
+                let mut attrs = inner[name.len()..].trim();
+                while !attrs.is_empty() {
+                    let eq = attrs
+                        .find("=\"")
+                        .ok_or(format!("unquoted attribute in {tag:?}"))?;
+                    let value_end = attrs[eq + 2..].find('"').ok_or("unterminated value")? + eq + 2;
+                    let value = &attrs[eq + 2..value_end];
+                    for (j, _) in value.match_indices('&') {
+                        if !entity(&value[j..]) {
+                            return Err(format!("raw & in attribute {value:?}"));
+                        }
+                    }
+                    attrs = attrs[value_end + 1..].trim_start();
+                }
+                if !self_closing {
+                    stack.push(name);
+                }
+            }
+            rest = &rest[end + 1..];
+        }
+        if rest.contains('>') {
+            return Err("a stray >".into());
+        }
+        match stack.is_empty() {
+            true => Ok(()),
+            false => Err(format!("unclosed {stack:?}")),
+        }
+    }
+
+    #[test]
+    fn a_run_over_its_down_time_bound_fails_in_junit_and_the_table() {
+        let mut figures = crate::nightly::figures::test_figures("s-slow");
+        figures.downtime = vec![crate::nightly::figures::FaultDowntime {
+            fault: "partition".into(),
+            windows: 2,
+            worst_ms: Some(812.0),
+            worst_elections: Some(812.0 / 300.0),
+            never_resumed: 0,
+        }];
+        let run = |name: &str, exit: u8, breach: Option<&str>| RunResult {
+            name: name.into(),
+            args: vec![],
+            expect: Expect::Valid,
+            exit,
+            wall_seconds: 1.0,
+            log: format!("{name}.log").into(),
+            figures: Some(figures.clone()),
+            error: None,
+            expect_downtime: Some(DowntimeBound {
+                ms: Some(500.0),
+                elections: None,
+            }),
+            downtime_breach: breach.map(str::to_string),
+        };
+        let why = "down-time over the bound of 500 ms: <odd & \"name\"> at 3.000 s: down 812.0 ms";
+        let mut unknown = run("s-unknown-slow", 2, Some(why));
+        if let Some(f) = unknown.figures.as_mut() {
+            f.verdict = "unknown".into();
+            f.explanation = Some("key k1 undecided".into());
+        }
+        let results = vec![
+            run("s-slow", 0, Some(why)),
+            run("s-fast", 0, None),
+            unknown,
+            run("s-broken-slow", 3, Some(why)),
+        ];
+        assert_eq!(results[0].status(), 1);
+        assert_eq!(results[1].status(), 0);
+        assert_eq!(
+            results[2].status(),
+            1,
+            "over the bound is worse than unknown"
+        );
+        assert_eq!(results[3].status(), 3, "an error stays an error");
+        assert_eq!(worst(results.iter().map(RunResult::status)), 3);
+        let x = junit("s", &results, 2.0);
+        well_formed(&x).unwrap_or_else(|e| panic!("{e}:\n{x}"));
+        assert!(x.contains("tests=\"4\" failures=\"2\" errors=\"1\""), "{x}");
+        assert!(
+            x.contains(
+                "<failure type=\"downtime\" message=\"down-time over the bound of 500 ms: \
+                 &lt;odd &amp; &quot;name&quot;&gt; at 3.000 s: down 812.0 ms\">"
+            ),
+            "{x}"
+        );
+        // Unknown and over: both reasons, the verdict's first.
+        assert!(
+            x.contains(
+                "<failure type=\"unknown\" message=\"unknown: key k1 undecided\">key k1 \
+                 undecided\ndown-time over the bound"
+            ),
+            "{x}"
+        );
+        assert!(
+            x.contains("<property name=\"worst_downtime_ms\" value=\"812.000\"/>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<property name=\"worst_downtime_elections\" value=\"2.707\"/>"),
+            "{x}"
+        );
+        let t = table(&results);
+        let row = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap().to_string();
+        assert!(row("s-slow ").contains("812 ms (2.71 et) *"), "{t}");
+        assert!(
+            row("s-fast").contains("812 ms (2.71 et)") && !row("s-fast").contains('*'),
+            "{t}"
+        );
+        assert!(
+            t.contains("(*: down-time over the suite's bound; these runs fail)"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("  s-slow: {why}")), "{t}");
+        assert!(
+            t.contains("down-time by fault (worst window; et: election timeouts):"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  s-fast: partition 812 ms (2.71 et) over 2 windows"),
+            "{t}"
+        );
+    }
 
     #[test]
     fn exit_status_is_the_worst_with_unknown_below_invalid() {
@@ -358,6 +617,8 @@ mod tests {
                 log: "s-bad.log".into(),
                 figures: Some(figures),
                 error: None,
+                expect_downtime: None,
+                downtime_breach: None,
             },
             RunResult {
                 name: "s-broken".into(),
@@ -368,6 +629,8 @@ mod tests {
                 log: "s-broken.log".into(),
                 figures: None,
                 error: Some("the run failed: no <synod-node>".into()),
+                expect_downtime: None,
+                downtime_breach: None,
             },
             RunResult {
                 name: "s-etcd".into(),
@@ -378,9 +641,12 @@ mod tests {
                 log: "s-etcd.log".into(),
                 figures: Some(etcd),
                 error: None,
+                expect_downtime: None,
+                downtime_breach: None,
             },
         ];
         let xml = junit("s", &results, 2.0);
+        well_formed(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
         assert!(
             xml.contains("tests=\"3\" failures=\"1\" errors=\"1\""),
             "{xml}"

@@ -24,6 +24,8 @@ pub fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResul
         log: log.clone(),
         figures: None,
         error: Some(error),
+        expect_downtime: r.downtime_bound,
+        downtime_breach: None,
     };
     let (stdout, stderr) = match std::fs::File::create(&log).and_then(|f| Ok((f.try_clone()?, f))) {
         Ok(pair) => pair,
@@ -101,6 +103,12 @@ pub fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResul
     } else {
         None
     };
+    // A run that was judged is held to the down-time bound; one that was
+    // not is an error already.
+    let downtime_breach = match (&r.downtime_bound, &figures) {
+        (Some(bound), Ok(f)) if f.verdict != "error" => bound.breach(f),
+        _ => None,
+    };
     RunResult {
         name: r.name.clone(),
         args: r.args.clone(),
@@ -110,5 +118,7 @@ pub fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResul
         log,
         figures: figures.ok(),
         error,
+        expect_downtime: r.downtime_bound,
+        downtime_breach,
     }
 }
