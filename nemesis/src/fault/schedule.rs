@@ -568,3 +568,80 @@ mod tests {
         assert!("kill:all".parse::<FaultSpec>().is_err());
     }
 }
+
+/// The draws of plain kinds and plain lists, pinned: new shapes and kinds
+/// are drawn only when named, so what a seed drew before they existed it
+/// draws still (a run replays from its seed).
+#[cfg(test)]
+mod plain_draws_are_pinned {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// FNV-1a of what each draw recorded and did.
+    fn digest(faults: &[Fault]) -> u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for f in faults {
+            let text = format!("{}|{}|{:?}", f.kind, f.value, f.effect);
+            for b in text.bytes() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    fn draws(kinds: &[&str], n: u32, leader: Option<NodeName>, seed: u64) -> u64 {
+        let nodes: Vec<NodeName> = (1..=n).map(NodeName).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut faults = Vec::new();
+        for i in 0..60 {
+            let kind: FaultKind = kinds[i % kinds.len()].parse().unwrap();
+            faults.push(Fault::generate(kind, &nodes, leader, &mut rng));
+        }
+        for list in [
+            "kill",
+            "partition",
+            "kill,partition,pause",
+            "partition,one-way,pause,kill,power-loss,clock,delay,reset",
+        ] {
+            let steps = Step::parse_list(list).unwrap();
+            for _ in 0..20 {
+                let step = steps.choose(&mut rng).unwrap();
+                faults.extend(step.draw(&nodes, leader, false, &mut rng));
+            }
+        }
+        digest(&faults)
+    }
+
+    #[test]
+    fn plain_kinds_draw_what_they_drew_before_new_shapes() {
+        let old = [
+            "partition",
+            "one-way",
+            "pause",
+            "kill",
+            "power-loss",
+            "clock",
+            "delay",
+            "reset",
+        ];
+        let got = [
+            draws(&["kill"], 5, Some(NodeName(2)), 7),
+            draws(&["kill"], 3, None, 8),
+            draws(&["partition"], 5, Some(NodeName(4)), 9),
+            draws(&["partition"], 3, None, 10),
+            draws(&old, 5, Some(NodeName(1)), 11),
+        ];
+        assert_eq!(
+            got,
+            [
+                3039520516699508262,
+                8308289421416672600,
+                8825544381467017320,
+                2308641966091331810,
+                12252751788479443612
+            ]
+        );
+    }
+}
