@@ -87,7 +87,7 @@ pub enum Motion {
     Flap {
         links: BTreeSet<Link>,
         cut: bool,
-        rng: ChaCha8Rng,
+        rng: Box<ChaCha8Rng>,
     },
     /// For the first half of the window the effect is a preparation (a
     /// follower cut off so it falls behind); then it becomes `then`, and

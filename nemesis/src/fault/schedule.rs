@@ -265,7 +265,7 @@ impl Fault {
                 let a = leader.unwrap_or(random_one);
                 let b = follower(&shuffled, Some(a));
                 let links = between(&BTreeSet::from([a]), &BTreeSet::from([b]));
-                let flap_rng = ChaCha8Rng::seed_from_u64(rng.gen());
+                let flap_rng = Box::new(ChaCha8Rng::seed_from_u64(rng.gen()));
                 Fault {
                     kind,
                     value: json!({
@@ -767,7 +767,7 @@ mod tests {
             for x in nodes(n).into_iter().filter(|&x| x != l) {
                 assert!(hears(n, &cut, x).len() >= n as usize - 1);
             }
-            assert_eq!(quorum_connected(n, &cut).contains(&l), false);
+            assert!(!quorum_connected(n, &cut).contains(&l));
             assert_eq!(
                 f.value["components"]["n2"],
                 json!(names(&BTreeSet::from([l, hub])))
