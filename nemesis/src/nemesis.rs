@@ -1,7 +1,9 @@
 //! The nemesis: keeps the faults in force as data, re-applies their sum to
 //! the cluster idempotently after every change, runs a schedule of faults
 //! drawn from a seed (one [`Step`] at a time: a fault, or several started
-//! together), and records every start and stop as an event.
+//! together), moves the faults that move while they hold
+//! ([`Nemesis::hold`]), and records every start, change and stop as an
+//! event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 //! ([`schedule`]), and the fold of every fault in force into the one state
 //! the nemesis re-applies idempotently after every change ([`fold`]). What
 //! a fault does ([`Effect`]) is defined here, between the draw that makes
-//! it and the fold that sums it.
+//! it and the fold that sums it, and so is how a fault that moves while it
+//! holds (`flap`, `partition:constrained`) changes its effect ([`Motion`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
