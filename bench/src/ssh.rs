@@ -116,7 +116,7 @@ fn network_faults(steps: &[Step]) -> bool {
     Step::kinds(steps).iter().any(|k| {
         matches!(
             k,
-            FaultKind::Partition | FaultKind::OneWay | FaultKind::Reset
+            FaultKind::Partition | FaultKind::OneWay | FaultKind::Reset | FaultKind::Flap
         )
     })
 }

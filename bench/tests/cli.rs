@@ -54,6 +54,40 @@ fn unknown_fault_shape_is_rejected_with_the_known_ones() {
 }
 
 #[test]
+fn a_shape_the_cluster_is_too_small_for_is_refused_before_the_run() {
+    let s = store();
+    let store_arg = s.to_str().unwrap();
+    for (nodes, nemesis, needle) in [
+        (
+            "3",
+            "partition:quorum-loss",
+            "needs at least 4 nodes, the cluster has 3",
+        ),
+        ("3", "pause,partition:constrained", "needs at least 4 nodes"),
+        ("2", "flap+partition:chained", "needs at least 3 nodes"),
+    ] {
+        let out = synod(
+            &[
+                "run",
+                "--store",
+                store_arg,
+                "--nodes",
+                nodes,
+                "--nemesis",
+                nemesis,
+            ],
+            &[],
+        );
+        assert_clear_failure(&out, needle);
+    }
+    // Refused before anything started: no run directory.
+    assert!(!s.join("default").exists(), "a run directory was made");
+    let out = synod(&["run", "--nemesis", "kill:sideways"], &[]);
+    assert_clear_failure(&out, "leader, follower");
+    std::fs::remove_dir_all(&s).ok();
+}
+
+#[test]
 fn an_external_cluster_refuses_a_partition_even_inside_a_step() {
     let out = synod(
         &[

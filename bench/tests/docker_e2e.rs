@@ -254,6 +254,12 @@ fn docker_runs_at_once(runs: &[(&str, &[&str])]) -> Vec<DockerRun> {
 }
 
 fn docker_run(tag: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let (code, out, _) = docker_run_history(tag, extra);
+    (code, out)
+}
+
+/// Like [`docker_run`], with the run's history.
+fn docker_run_history(tag: &str, extra: &[&str]) -> (Option<i32>, String, String) {
     let s = store(tag);
     let out = Command::new(synod_bin())
         .args(["run", "--backend", "docker", "--store", s.to_str().unwrap()])
@@ -263,8 +269,9 @@ fn docker_run(tag: &str, extra: &[&str]) -> (Option<i32>, String) {
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(!text.contains("panicked"), "{text}");
+    let history = std::fs::read_to_string(s.join("latest/history.jsonl")).unwrap_or_default();
     std::fs::remove_dir_all(&s).ok();
-    (out.status.code(), text)
+    (out.status.code(), text, history)
 }
 
 #[test]
@@ -377,6 +384,41 @@ fn docker_backend_end_to_end() {
     );
     assert_eq!(leftovers(), Vec::<String>::new(), "after the teeth runs");
     eprintln!("docker: teeth run done at {:?}", started.elapsed());
+
+    // (c2) The partial-connectivity shapes in iptables: chained (one
+    // leader link cut, the third node reaching both ends) and flap (one
+    // leader link cut and healed every 100-500 ms); seed 7 draws chained,
+    // flap, chained, flap. Valid, and the history shows both shapes.
+    let (code, out, h) = docker_run_history(
+        "shapes",
+        &[
+            "--nemesis",
+            "partition:chained,flap",
+            "--nemesis-interval",
+            "1",
+            "--time-limit",
+            "8",
+            "--recovery",
+            "3",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let chained: Vec<&str> = h
+        .lines()
+        .filter(|l| l.contains("\"f\":\"start-partition\"") && l.contains("\"shape\":\"chained\""))
+        .collect();
+    assert!(!chained.is_empty(), "no chained partition: {h}");
+    for l in chained {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert_eq!(e["value"]["cut"].as_array().unwrap().len(), 1, "{l}");
+    }
+    assert!(h.contains("\"f\":\"start-flap\""), "no flap");
+    assert!(h.contains("\"f\":\"change-flap\""), "the flap never moved");
+    assert!(h.contains("\"f\":\"stop-flap\""), "the flap never healed");
+    assert_eq!(leftovers(), Vec::<String>::new(), "after the shapes run");
+    eprintln!("docker: shapes run done at {:?}", started.elapsed());
 
     // (d) A run stopped with SIGTERM in the middle leaves nothing behind.
     let s = store("sigterm");

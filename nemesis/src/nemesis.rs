@@ -1,7 +1,9 @@
 //! The nemesis: keeps the faults in force as data, re-applies their sum to
 //! the cluster idempotently after every change, runs a schedule of faults
 //! drawn from a seed (one [`Step`] at a time: a fault, or several started
-//! together), and records every start and stop as an event.
+//! together), moves the faults that move while they hold
+//! ([`Nemesis::hold`]), and records every start, change and stop as an
+//! event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -336,7 +338,7 @@ impl<B: Backend> Nemesis<B> {
             };
             let faults = self.draw(&step).await;
             self.start_together(faults).await;
-            if wait_or_stop(schedule.interval, &mut stop).await {
+            if self.hold(schedule.interval, &mut stop).await {
                 return;
             }
             // A skewed clock hurts most when something else goes wrong
@@ -349,6 +351,67 @@ impl<B: Backend> Nemesis<B> {
             }
             while !self.active.is_empty() {
                 self.stop_oldest().await;
+            }
+        }
+    }
+}
+
+impl<B: Backend> Nemesis<B> {
+    /// Holds the faults in force for `hold`, moving those that move
+    /// ([`crate::fault::Motion`]: a flapping link, a partition that
+    /// prepares before it cuts) when they ask, re-applying the fold and
+    /// recording a `change-KIND` event after each move. True if `stop`
+    /// turned true first.
+    pub async fn hold(&mut self, hold: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+        let start = tokio::time::Instant::now();
+        let end = start + hold;
+        // (index into `active`, when it moves next)
+        let mut timers: Vec<(usize, tokio::time::Instant)> = self
+            .active
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, f)| f.first_change(hold).map(|d| (i, start + d)))
+            .collect();
+        loop {
+            let next = timers.iter().map(|t| t.1).min().unwrap_or(end).min(end);
+            let now = tokio::time::Instant::now();
+            if wait_or_stop(next.saturating_duration_since(now), stop).await {
+                return true;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= end {
+                return false;
+            }
+            let mut changes = Vec::new();
+            timers.retain_mut(|(i, at)| {
+                if *at > now {
+                    return true;
+                }
+                let fault = &mut self.active[*i];
+                let (value, again) = fault.advance();
+                changes.push(NemesisEvent {
+                    f: format!("change-{}", fault.kind),
+                    value,
+                });
+                match again {
+                    Some(d) => {
+                        *at = now + d;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if changes.is_empty() {
+                continue;
+            }
+            // Recorded first, as a start is: the change is in force by the
+            // time anything after the event completes.
+            for change in changes {
+                (self.sink)(change);
+            }
+            let errors = self.reconcile().await;
+            for e in errors {
+                tracing::warn!(error = %e, "moving a fault");
             }
         }
     }

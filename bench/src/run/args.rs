@@ -76,10 +76,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Faults to mix, comma-separated: partition, one-way, pause, kill,
-    /// power-loss, clock, delay, reset; `all`; `none`. KIND:SHAPE asks for
+    /// power-loss, clock, delay, reset, flap (one leader-follower link cut
+    /// and healed every 100-500 ms); `all`; `none`. KIND:SHAPE asks for
     /// one shape (partition: isolate-one, isolate-leader, halves,
-    /// majorities-ring, bridge; clock: slow-leader, random; power-loss:
-    /// all, minority). Faults joined
+    /// majorities-ring, bridge, and only when named the partial
+    /// connectivity shapes quorum-loss (4+ nodes), constrained (4+ nodes)
+    /// and chained (3+ nodes); kill: leader, follower; clock:
+    /// slow-leader, random; power-loss: all, minority). Faults joined
     /// by `+` start together against the same leader and heal together,
     /// e.g. clock:slow-leader+partition:isolate-leader, the trap for
     /// leases that trust the clock.

@@ -21,6 +21,9 @@ pub struct Plan {
 
 pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
     let mut steps = Step::parse_list(&args.nemesis)?;
+    // Shapes that do not exist in a cluster this size (quorum-loss with
+    // three nodes) are refused now, not drawn as nothing later.
+    Step::check_nodes(&steps, args.nodes as usize)?;
     backend_faults(args, &mut steps)?;
     let faults = Step::kinds(&steps);
     let mix: Mix = args.mix.parse()?;
@@ -40,8 +43,8 @@ pub fn plan(args: &RunArgs) -> anyhow::Result<Plan> {
             // crashes.
             if faults.contains(&FaultKind::Clock) || args.clock_fault == ClockFault::Faketime {
                 let takes = match args.backend {
-                    BackendKind::Ssh => "partition, pause, kill, power-loss and reset",
-                    _ => "partition, one-way, pause, kill, power-loss, delay and reset",
+                    BackendKind::Ssh => "partition, pause, kill, power-loss, reset and flap",
+                    _ => "partition, one-way, pause, kill, power-loss, delay, reset and flap",
                 };
                 bail!(
                     "clock faults cannot reach an etcd cluster: {}. It takes {takes} faults: \

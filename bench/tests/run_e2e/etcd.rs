@@ -424,3 +424,36 @@ fn etcd_target_single_member_is_valid() {
     assert!(history(&s.join("latest")).contains("\"node\":\"e1\""));
     std::fs::remove_dir_all(&s).ok();
 }
+
+/// A local etcd under the new shapes its member proxies carry: chained
+/// (one leader link cut), flap (one leader link cut and healed every
+/// 100-500 ms) and a kill of the leader etcd's maintenance status names;
+/// linearizable reads stay valid and the history shows each shape.
+#[test]
+fn local_etcd_under_chained_flap_and_kill_leader_is_valid() {
+    if !etcd_on_path() {
+        return;
+    }
+    // Seed 5 draws chained, flap, then kill:leader.
+    let (code, out, h) = local_etcd_run(
+        "etcd-shapes",
+        "partition:chained,flap,kill:leader",
+        10,
+        &["--seed", "5"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let events = super::shapes::nemesis_events(&h);
+    super::shapes::check_chained_and_flap(&events);
+    let kills: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["f"] == "start-kill" && e["value"]["shape"] == "leader")
+        .collect();
+    assert!(!kills.is_empty(), "no kill:leader drawn: {events:?}");
+    for k in kills {
+        // etcd's status named a leader, and that is the node killed.
+        let leader = k["value"]["leader"]
+            .as_str()
+            .expect("etcd reports its leader");
+        assert_eq!(k["value"]["killed"], serde_json::json!([leader]), "{k}");
+    }
+}

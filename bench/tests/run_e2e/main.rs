@@ -20,4 +20,5 @@ mod etcd;
 mod fake_cluster;
 mod lease;
 mod real_cluster;
+mod shapes;
 mod support;

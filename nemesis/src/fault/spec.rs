@@ -1,6 +1,6 @@
 //! The `--nemesis` language: what can be broken ([`FaultKind`]), how
 //! precisely ([`Shape`], named per kind: [`PartitionShape`],
-//! [`ClockShape`], [`PowerLossShape`]), a kind with an optional shape
+//! [`ClockShape`], [`PowerLossShape`], [`KillShape`]), a kind with an optional shape
 //! ([`FaultSpec`], `partition:isolate-leader`), and the faults that start
 //! together ([`Step`], `clock:slow-leader+partition:isolate-leader`).
 //! Parsing and printing only: drawing a step's targets is
@@ -17,13 +17,16 @@ use crate::error::NemesisError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     /// A network partition: isolate one node, the leader, random halves,
-    /// majorities ring or bridge ([`PartitionShape`]).
+    /// majorities ring or bridge, or (named only) one of the partial
+    /// connectivity shapes: quorum-loss, constrained, chained
+    /// ([`PartitionShape`]).
     Partition,
     /// One node cannot send (or cannot hear) while the others can.
     OneWay,
     /// SIGSTOP, later SIGCONT.
     Pause,
-    /// SIGKILL, later a restart.
+    /// SIGKILL, later a restart: a minority, or (named) the leader or
+    /// one follower ([`KillShape`]).
     Kill,
     /// Power lost: SIGKILL and the filesystem forgetting unsynced writes
     /// (or the node's admin crash), later a restart: a minority, or every
@@ -36,11 +39,19 @@ pub enum FaultKind {
     Delay,
     /// TCP resets on every link of one node.
     Reset,
+    /// One link (the leader's to a follower, where a leader is known)
+    /// drops and heals, both ways, every 100-500 ms for the whole fault
+    /// window, healed at its end. A kind of its own rather than a
+    /// partition shape: it changes while it holds (a partition is one
+    /// cut held still), so it can be started together with a partition
+    /// (`partition:isolate-one+flap`), and plain `partition` keeps drawing
+    /// exactly the shapes it drew before.
+    Flap,
 }
 
 impl FaultKind {
     /// Every kind, in the order `--help` lists them.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Partition,
         FaultKind::OneWay,
         FaultKind::Pause,
@@ -49,6 +60,7 @@ impl FaultKind {
         FaultKind::Clock,
         FaultKind::Delay,
         FaultKind::Reset,
+        FaultKind::Flap,
     ];
 
     /// The mix a default run uses: every fault the safe configuration must
@@ -74,6 +86,7 @@ impl FaultKind {
             FaultKind::Clock => "clock",
             FaultKind::Delay => "delay",
             FaultKind::Reset => "reset",
+            FaultKind::Flap => "flap",
         }
     }
 
@@ -139,6 +152,29 @@ shapes! {
         MajoritiesRing => "majorities-ring",
         /// Two halves that only one node connects.
         Bridge => "bridge",
+        /// (OmniPaxos' quorum-loss, 4+ nodes) The leader keeps only one
+        /// link, to a node that reaches everyone; every other node reaches
+        /// every node but the leader. The leader has lost its quorum while
+        /// that one node still hears it.
+        QuorumLoss => "quorum-loss",
+        /// (OmniPaxos' constrained election, 4+ nodes) First one follower
+        /// is cut off for half the window, so it falls behind; then the
+        /// leader is cut off from everyone, and the others keep only their
+        /// links to that follower: the one node that reaches a quorum is
+        /// the one behind in its log.
+        Constrained => "constrained",
+        /// (OmniPaxos' chained, 3+ nodes) One link cut: the leader's to one
+        /// follower; every other node reaches both ends.
+        Chained => "chained",
+    }
+}
+
+shapes! {
+    /// The shapes `kill:SHAPE` can ask for: the node that leads (a random
+    /// one if none says it does), or one node that does not.
+    KillShape {
+        Leader => "leader",
+        Follower => "follower",
     }
 }
 
@@ -166,6 +202,7 @@ pub enum Shape {
     Partition(PartitionShape),
     Clock(ClockShape),
     PowerLoss(PowerLossShape),
+    Kill(KillShape),
 }
 
 impl Shape {
@@ -175,6 +212,7 @@ impl Shape {
             Shape::Partition(s) => s.name(),
             Shape::Clock(s) => s.name(),
             Shape::PowerLoss(s) => s.name(),
+            Shape::Kill(s) => s.name(),
         }
     }
 }
@@ -214,6 +252,7 @@ impl FaultKind {
                 .iter()
                 .map(|&s| Shape::PowerLoss(s))
                 .collect(),
+            FaultKind::Kill => KillShape::ALL.iter().map(|&s| Shape::Kill(s)).collect(),
             _ => Vec::new(),
         }
     }
@@ -258,6 +297,50 @@ impl FaultSpec {
     /// Any shape of `kind`, drawn at random.
     pub fn any(kind: FaultKind) -> FaultSpec {
         FaultSpec { kind, shape: None }
+    }
+}
+
+impl FaultSpec {
+    /// The fewest nodes this fault can be drawn over: the partial
+    /// connectivity shapes do not exist in smaller clusters (with three
+    /// nodes the leader and the one node it still hears are a quorum).
+    /// Plain kinds, `flap` among them, cut nothing on one node, as a
+    /// partition does, and are not refused.
+    pub fn min_nodes(self) -> usize {
+        match (self.kind, self.shape) {
+            (_, Some(Shape::Partition(PartitionShape::QuorumLoss)))
+            | (_, Some(Shape::Partition(PartitionShape::Constrained))) => 4,
+            (_, Some(Shape::Partition(PartitionShape::Chained))) => 3,
+            (_, Some(Shape::Kill(KillShape::Follower))) => 2,
+            _ => 1,
+        }
+    }
+
+    /// Refuses, in words, a fault that cannot exist in a cluster of
+    /// `nodes`; a run checks its whole `--nemesis` list before it starts.
+    pub fn check_nodes(self, nodes: usize) -> Result<(), NemesisError> {
+        let min = self.min_nodes();
+        if nodes >= min {
+            return Ok(());
+        }
+        let why = match self.shape {
+            Some(Shape::Partition(PartitionShape::QuorumLoss)) => {
+                "the leader keeps one peer, and with fewer than 4 nodes that peer and the \
+                 leader are still a quorum"
+            }
+            Some(Shape::Partition(PartitionShape::Constrained)) => {
+                "the one node connected to a quorum needs two others that reach only it; \
+                 with fewer than 4 nodes every node left reaches a quorum"
+            }
+            Some(Shape::Partition(PartitionShape::Chained)) => {
+                "a chain needs a third node that reaches both ends of the cut link"
+            }
+            _ => "there is no other node to aim at",
+        };
+        Err(NemesisError::BadFaultSpec {
+            spec: self.to_string(),
+            reason: format!("needs at least {min} nodes, the cluster has {nodes}: {why}"),
+        })
     }
 }
 
@@ -353,6 +436,17 @@ impl Step {
         steps.sort();
         steps.dedup();
         Ok(steps)
+    }
+
+    /// Refuses, in words, the first fault of `steps` that cannot exist in
+    /// a cluster of `nodes` ([`FaultSpec::check_nodes`]).
+    pub fn check_nodes(steps: &[Step], nodes: usize) -> Result<(), NemesisError> {
+        for step in steps {
+            for spec in &step.faults {
+                spec.check_nodes(nodes)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every kind the steps use, sorted, once each.
@@ -491,6 +585,86 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_new_shapes_and_kinds() {
+        for (text, kind, shape) in [
+            (
+                "partition:quorum-loss",
+                FaultKind::Partition,
+                Some(Shape::Partition(PartitionShape::QuorumLoss)),
+            ),
+            (
+                "partition:constrained",
+                FaultKind::Partition,
+                Some(Shape::Partition(PartitionShape::Constrained)),
+            ),
+            (
+                "partition:chained",
+                FaultKind::Partition,
+                Some(Shape::Partition(PartitionShape::Chained)),
+            ),
+            (
+                "kill:leader",
+                FaultKind::Kill,
+                Some(Shape::Kill(KillShape::Leader)),
+            ),
+            (
+                "kill:follower",
+                FaultKind::Kill,
+                Some(Shape::Kill(KillShape::Follower)),
+            ),
+            ("flap", FaultKind::Flap, None),
+        ] {
+            let spec: FaultSpec = text.parse().unwrap();
+            assert_eq!(spec, FaultSpec { kind, shape }, "{text}");
+            assert_eq!(spec.to_string(), text);
+        }
+        let steps = Step::parse_list("partition:quorum-loss,flap+partition:chained,kill").unwrap();
+        assert_eq!(steps.len(), 3);
+        assert_eq!(
+            Step::kinds(&steps),
+            vec![FaultKind::Partition, FaultKind::Kill, FaultKind::Flap]
+        );
+        assert!(Step::parse_list("all")
+            .unwrap()
+            .iter()
+            .any(|s| s.has(FaultKind::Flap)));
+    }
+
+    #[test]
+    fn shapes_that_cannot_exist_in_the_cluster_are_refused_with_reasons() {
+        for (list, n, words) in [
+            (
+                "partition:quorum-loss",
+                3,
+                &["at least 4", "has 3", "quorum"][..],
+            ),
+            (
+                "pause,partition:constrained",
+                3,
+                &["at least 4", "constrained"][..],
+            ),
+            ("partition:chained", 2, &["at least 3", "third node"][..]),
+            ("kill:follower", 1, &["at least 2"][..]),
+        ] {
+            let steps = Step::parse_list(list).unwrap();
+            let e = Step::check_nodes(&steps, n).unwrap_err().to_string();
+            for w in words {
+                assert!(e.contains(w), "{list} on {n}: {e}");
+            }
+        }
+        for (list, n) in [
+            ("partition:quorum-loss,partition:constrained", 5),
+            ("partition:quorum-loss", 4),
+            ("partition:chained,flap,kill:follower", 3),
+            ("all", 1),
+            ("partition,kill", 1),
+        ] {
+            let steps = Step::parse_list(list).unwrap();
+            assert!(Step::check_nodes(&steps, n).is_ok(), "{list} on {n}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_shapes_and_steps_with_reasons() {
         for (spec, words) in [
             (
@@ -498,6 +672,12 @@ mod tests {
                 &["sideways", "isolate-leader", "bridge"][..],
             ),
             ("pause:leader", &["no shapes", "pause"][..]),
+            ("flap:fast", &["no shapes", "flap"][..]),
+            ("kill:all", &["all", "leader, follower"][..]),
+            (
+                "partition:quorum",
+                &["quorum-loss", "constrained", "chained"][..],
+            ),
             ("clock:slow-leader+clock", &["clock twice"][..]),
             ("partition+", &["empty"][..]),
             ("all+pause", &["whole list"][..]),
