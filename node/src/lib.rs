@@ -58,7 +58,7 @@ pub mod sim;
 pub mod storage;
 pub mod types;
 
-pub use config::{Config, Fsync, Learn, Proposers, QuorumSize, Reads};
+pub use config::{Config, Fsync, Learn, Protocol, Proposers, QuorumSize, Reads};
 pub use durability::{Lsn, Outgoing};
 pub use message::Message;
 pub use replica::{Input, Outputs, Replica, Status};

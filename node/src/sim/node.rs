@@ -68,6 +68,7 @@ impl Sim {
     pub fn node_config(cfg: &SimConfig, i: usize) -> Config {
         let members = (1..=cfg.nodes as u64).collect();
         let mut c = Config::new(i as u64 + 1, members);
+        c.protocol = cfg.protocol;
         c.proposers = cfg.proposers;
         c.learn = cfg.learn;
         c.reads = cfg.reads;
@@ -78,6 +79,7 @@ impl Sim {
         c.catch_up_batch = 16;
         c.bug_ignore_promised_values = cfg.bug == SimBug::IgnorePromised;
         c.bug_campaign_in_lease_guard = cfg.bug == SimBug::LeaseCampaign;
+        c.bug_tpc_early_commit = cfg.bug == SimBug::TpcEarlyCommit;
         c.bug_on_purpose = cfg.bug != SimBug::None;
         c.phase1_quorum = cfg.q1;
         c.phase2_quorum = cfg.q2;
