@@ -231,7 +231,9 @@ impl TwoPc {
         let from_coord = from == self.coordinator;
         match msg {
             Message::Forward { commands } if coord => {
-                let deadline = r.now + r.cfg.request_timeout_ms;
+                // Sooner than the origin's own deadline, so a definite
+                // "aborted" or "never started" can still reach it in time.
+                let deadline = r.now + r.cfg.request_timeout_ms * 3 / 4;
                 for c in commands {
                     if c.id.node == from && self.forwarded.insert(c.id) {
                         self.submit(r, c, deadline, out);
