@@ -129,7 +129,11 @@ impl Message {
                 .then(|| format!("transaction {t} is beyond any real coordinator"))
         };
         match self {
-            Message::TpcPrepare { txn: t, command, last_commit } => txn(t)
+            Message::TpcPrepare {
+                txn: t,
+                command,
+                last_commit,
+            } => txn(t)
                 .or_else(|| last_commit.as_ref().and_then(txn))
                 .or_else(|| {
                     command

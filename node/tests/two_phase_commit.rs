@@ -78,7 +78,12 @@ fn writes_cas_and_reads_commit_on_every_node() {
     pass(&mut s, 100);
     assert_eq!(s.reply(3, c), Some(&ok(2)));
     assert!(
-        matches!(s.reply(2, bad), Some(RequestOutcome::CasMismatch { found: Some(Value::Int(7)) })),
+        matches!(
+            s.reply(2, bad),
+            Some(RequestOutcome::CasMismatch {
+                found: Some(Value::Int(7))
+            })
+        ),
         "{:?}",
         s.reply(2, bad)
     );
@@ -131,13 +136,20 @@ fn a_dead_coordinator_blocks_everything_until_it_restarts() {
         );
     }
     assert_eq!((held(&s, 2), held(&s, 3)), (1, 1), "still in doubt");
-    assert!(s.reply(1, doomed).is_none(), "the dead coordinator never answered");
+    assert!(
+        s.reply(1, doomed).is_none(),
+        "the dead coordinator never answered"
+    );
 
     // The coordinator returns: the in-doubt participants ask and learn
     // the transaction aborted (no commit record: presumed abort).
     s.restart(1, s.now);
     pass(&mut s, 300);
-    assert_eq!((held(&s, 2), held(&s, 3)), (0, 0), "the outcome was learned");
+    assert_eq!(
+        (held(&s, 2), held(&s, 3)),
+        (0, 0),
+        "the outcome was learned"
+    );
     for id in 1..=3 {
         assert_eq!(value_at(&s, id, "k"), Some(Value::Int(1)), "node {id}");
     }
@@ -173,7 +185,11 @@ fn in_doubt_participants_learn_a_commit_from_the_restarted_coordinator() {
     assert_eq!(value_at(&s, 2, "k"), None);
 
     s.restart(1, s.now);
-    assert_eq!(value_at(&s, 1, "k"), Some(Value::Int(5)), "rebuilt from its commit record");
+    assert_eq!(
+        value_at(&s, 1, "k"),
+        Some(Value::Int(5)),
+        "rebuilt from its commit record"
+    );
     pass(&mut s, 300);
     for id in 1..=3 {
         assert_eq!(value_at(&s, id, "k"), Some(Value::Int(5)), "node {id}");
@@ -197,7 +213,10 @@ fn a_cut_off_coordinator_blocks_its_participants() {
     let at1 = write(&mut s, 1, "k", 2);
     let until = s.now + 1500;
     s.advance(until, cut);
-    assert!(matches!(s.reply(2, at2), Some(RequestOutcome::Indeterminate { .. })));
+    assert!(matches!(
+        s.reply(2, at2),
+        Some(RequestOutcome::Indeterminate { .. })
+    ));
     assert!(
         matches!(s.reply(1, at1), Some(RequestOutcome::NotProposed { .. })),
         "the coordinator aborts what it cannot get votes for: {:?}",
@@ -238,7 +257,11 @@ fn a_dead_participant_blocks_every_write() {
             "write {rid} at node {node} with a participant down: {got:?}"
         );
     }
-    assert_eq!(s.reply(2, r), Some(&ok(1)), "reads of committed state go on");
+    assert_eq!(
+        s.reply(2, r),
+        Some(&ok(1)),
+        "reads of committed state go on"
+    );
     assert_eq!(value_at(&s, 1, "j"), None);
     s.restart(3, s.now);
     let w = write(&mut s, 2, "j", 5);
@@ -276,7 +299,13 @@ fn unexpected_peer_messages_are_dropped() {
     for to in 1..=3 {
         for from in 1..=3 {
             for m in &junk {
-                s.input(to, synod_node::Input::Message { from, msg: m.clone() });
+                s.input(
+                    to,
+                    synod_node::Input::Message {
+                        from,
+                        msg: m.clone(),
+                    },
+                );
             }
         }
     }
@@ -290,8 +319,20 @@ fn unexpected_peer_messages_are_dropped() {
         command: cmd,
         last_commit: None,
     };
-    s.input(3, synod_node::Input::Message { from: 1, msg: bogus.clone() });
-    s.input(3, synod_node::Input::Message { from: 2, msg: bogus });
+    s.input(
+        3,
+        synod_node::Input::Message {
+            from: 1,
+            msg: bogus.clone(),
+        },
+    );
+    s.input(
+        3,
+        synod_node::Input::Message {
+            from: 2,
+            msg: bogus,
+        },
+    );
     pass(&mut s, 50);
     assert_eq!(held(&s, 3), 0);
     let w = write(&mut s, 3, "k", 1);

@@ -151,6 +151,10 @@
 //! - `leadership`: following a leader, heartbeats, elections, the lease,
 //!   and the tick.
 //! - `clients`: this node's own clients' requests, replies and deadlines.
+//! - `twopc`: the two-phase-commit baseline (`--protocol two-phase-commit`),
+//!   which takes over `handle` when configured and shares everything a
+//!   shell sees: records and their LSNs, `depends_on`, replies, the state
+//!   machine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -158,7 +162,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::{Config, Fsync, Protocol, Proposers, Reads};
+use crate::config::{Config, Fsync, Proposers, Protocol, Reads};
 use crate::durability::Lsn;
 use crate::kv::{FxBuild, Kv};
 use crate::message::Message;

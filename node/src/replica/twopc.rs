@@ -137,8 +137,7 @@ impl TwoPc {
                     if t.committed.insert(*txn) {
                         kv.apply(command);
                         t.commits += 1;
-                        t.last_commit
-                            .insert(command.op.key().to_string(), *txn);
+                        t.last_commit.insert(command.op.key().to_string(), *txn);
                     }
                 }
                 Record::TpcVote { txn, command } => {
@@ -290,7 +289,13 @@ impl TwoPc {
             self.submit(r, cmd, deadline, out);
         } else {
             let to = self.coordinator;
-            r.send(to, Message::Forward { commands: vec![cmd] }, out);
+            r.send(
+                to,
+                Message::Forward {
+                    commands: vec![cmd],
+                },
+                out,
+            );
         }
     }
 

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::{Fsync, Learn, Protocol, Proposers, QuorumSize, Reads};
+use crate::config::{Fsync, Learn, Proposers, Protocol, QuorumSize, Reads};
 
 /// Bugs a simulation can put back on purpose, to prove the seeds catch
 /// them (`bug=` in the one-line form). Never set outside tests.

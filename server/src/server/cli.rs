@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use synod_node::{Config, Fsync, Learn, NodeId, Protocol, Proposers, QuorumSize, Reads};
+use synod_node::{Config, Fsync, Learn, NodeId, Proposers, Protocol, QuorumSize, Reads};
 
 /// A Multi-Paxos key-value node: client, peer and admin HTTP APIs around
 /// the pure protocol core (see docs/api.md). With `--protocol
