@@ -214,6 +214,12 @@ pub struct Config {
     #[doc(hidden)]
     #[serde(skip)]
     pub bug_tpc_early_commit: bool,
+    /// Test-only 2PC bug: the coordinator commits once a majority of the
+    /// cluster (itself included) voted yes, not every participant. Never
+    /// set it.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub bug_tpc_commit_on_majority: bool,
 }
 
 impl Config {
@@ -242,6 +248,7 @@ impl Config {
             bug_campaign_in_lease_guard: false,
             bug_on_purpose: false,
             bug_tpc_early_commit: false,
+            bug_tpc_commit_on_majority: false,
         }
     }
 

@@ -159,3 +159,14 @@ fn two_phase_commit_answering_before_the_commit_record_is_durable_is_caught() {
     only(&mut cfg, "crash+powerloss");
     must_catch("2pc: commit answered before its record is durable", &cfg);
 }
+
+/// Two-phase commit (issue 15): a coordinator that commits on a majority
+/// of yes votes rather than every participant's breaks unanimity (a
+/// participant never voted for what it is told to apply). Caught by the
+/// simulation's invariant.
+#[test]
+fn two_phase_commit_on_a_majority_of_votes_is_caught() {
+    let mut cfg = SimConfig::two_phase_commit(3);
+    cfg.bug = SimBug::TpcCommitOnMajority;
+    must_break("2pc: commit without every participant's vote", &cfg);
+}

@@ -24,16 +24,20 @@ pub enum SimBug {
     /// Two-phase commit: the coordinator answers (and announces a commit)
     /// before its commit record is durable.
     TpcEarlyCommit,
+    /// Two-phase commit: the coordinator commits on a majority of yes
+    /// votes instead of every participant's.
+    TpcCommitOnMajority,
 }
 
 impl SimBug {
-    const NAMES: [(SimBug, &'static str); 6] = [
+    const NAMES: [(SimBug, &'static str); 7] = [
         (SimBug::None, "none"),
         (SimBug::IgnorePromised, "ignore-promised"),
         (SimBug::EarlyRelease, "early-release"),
         (SimBug::CompactLate, "compact-late"),
         (SimBug::LeaseCampaign, "lease-campaign"),
         (SimBug::TpcEarlyCommit, "tpc-early-commit"),
+        (SimBug::TpcCommitOnMajority, "tpc-commit-on-majority"),
     ];
 
     fn name(self) -> &'static str {

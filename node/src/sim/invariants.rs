@@ -99,10 +99,20 @@ impl Sim {
         let need = r.chosen_need();
         let (applied, digest) = (r.state().applied, r.state().digest);
         let node = &mut self.nodes[i];
-        for rec in &out.persist {
-            if let Record::Chosen { slot, entry } = rec {
-                self.stats.chosen_slots += 1;
-                node.beliefs.push((need, *slot, entry.clone()));
+        for (k, rec) in out.persist.iter().enumerate() {
+            match rec {
+                Record::Chosen { slot, entry } => {
+                    self.stats.chosen_slots += 1;
+                    node.beliefs.push((need, *slot, entry.clone()));
+                }
+                Record::TpcVote { txn, .. } => {
+                    self.tpc_votes.insert((i, *txn));
+                }
+                Record::TpcCommit { txn, .. } => {
+                    let lsn = out.first_lsn + k as Lsn;
+                    node.tpc_commits.push((lsn + 1, *txn));
+                }
+                _ => {}
             }
         }
         if applied > 0 {
@@ -157,6 +167,10 @@ impl Sim {
             .into_iter()
             .partition(|(need, _, _)| *need <= durable);
         node.applied_states = later;
+        let (commits, later): (Vec<_>, Vec<_>) = std::mem::take(&mut node.tpc_commits)
+            .into_iter()
+            .partition(|(need, _)| *need <= durable);
+        node.tpc_commits = later;
         for (_, slot, entry) in facts {
             match self.chosen.get(&slot) {
                 Some(e) if *e != entry => {
@@ -166,6 +180,16 @@ impl Sim {
                 Some(_) => {}
                 None => {
                     self.chosen.insert(slot, entry);
+                }
+            }
+        }
+        // Two-phase commit is unanimous: a durable commit had every
+        // participant's vote, recorded before it was sent.
+        for (_, txn) in commits {
+            for p in (0..self.cfg.nodes).filter(|&p| p != i) {
+                if !self.tpc_votes.contains(&(p, txn)) {
+                    let msg = format!("transaction {txn} committed without node {}'s vote", p + 1);
+                    self.violation(i, msg);
                 }
             }
         }
