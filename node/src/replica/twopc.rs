@@ -17,7 +17,8 @@
 //!
 //! *Presumed abort.* Only commits are recorded. A coordinator that
 //! restarts rebuilds its state from its commit records and starts a new
-//! epoch (`Record::TpcEpoch`, durable before its first prepare), so it
+//! epoch (`Record::TpcEpoch`, its first record, durable before any output
+//! leaves: so is whatever it recovered that a kill left unsynced), so it
 //! never commits a transaction of an earlier incarnation: any it has no
 //! commit record for is aborted, and that is what it answers an in-doubt
 //! participant's `TpcQuery`.
@@ -204,6 +205,15 @@ impl TwoPc {
 
     /// Handles one input (see the replica's module doc for the contract).
     pub(super) fn handle(&mut self, r: &mut Replica, input: Input, out: &mut Outputs) {
+        if !self.epoch_recorded {
+            // The first record of every incarnation, before any output.
+            // What recovery read may have been flushed but never synced
+            // (a kill keeps what the OS has): the sync this record needs
+            // makes it durable too, and every output that reveals
+            // recovered state (a read, a decision, a vote) stands on it.
+            r.persist(Record::TpcEpoch { epoch: self.epoch }, out);
+            self.epoch_recorded = true;
+        }
         match input {
             Input::Message { from, msg } => {
                 if from == r.cfg.id || !r.cfg.members.contains(&from) {
@@ -342,12 +352,8 @@ impl TwoPc {
     }
 
     fn start(&mut self, r: &mut Replica, command: Command, deadline: u64, out: &mut Outputs) {
-        if !self.epoch_recorded {
-            // Durable before the first prepare: every prepare stands on
-            // every record so far.
-            r.persist(Record::TpcEpoch { epoch: self.epoch }, out);
-            self.epoch_recorded = true;
-        }
+        // The epoch record is durable before the first prepare: every
+        // prepare stands on every record so far.
         let txn = TxnId {
             epoch: self.epoch,
             seq: self.next_seq,

@@ -50,8 +50,10 @@ pub enum Record {
     Rejoin { floor: Ballot },
     /// The rejoin is over: this node is an acceptor again.
     Rejoined,
-    /// Two-phase commit, coordinator: this incarnation's transactions are
-    /// numbered in `epoch` (above every earlier incarnation's).
+    /// Two-phase commit: the first record of every incarnation (its sync
+    /// makes what recovery read durable); on the coordinator, this
+    /// incarnation's transactions are numbered in `epoch` (above every
+    /// earlier incarnation's).
     TpcEpoch { epoch: u64 },
     /// Two-phase commit, coordinator: the decision to commit `txn`, which
     /// applies `command` (presumed abort: aborts are not recorded).
