@@ -563,7 +563,7 @@ impl Replica {
                 from,
                 kind,
                 refused = self.refused,
-                "refused a peer's message: {why}"
+                "refused an impossible message: {why}"
             );
         }
     }
