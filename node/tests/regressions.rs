@@ -681,12 +681,16 @@ fn a_two_phase_commit_coordinator_syncs_what_it_recovered_before_revealing_it() 
     s.deliver(|_| Pick::Deliver);
     s.settle(2);
     s.settle(3);
-    s.deliver(|_| Pick::Deliver); // the votes
+    // The votes.
+    s.deliver(|_| Pick::Deliver);
     // The commit record is appended and flushed, not synced; then a kill.
     s.ship(1);
     s.take(1);
     s.nodes[0].pipeline.flush().unwrap();
-    assert!(s.reply(1, write).is_none(), "the write waits for its record");
+    assert!(
+        s.reply(1, write).is_none(),
+        "the write waits for its record"
+    );
     s.crash(1, false);
     s.restart(1, 10);
     let read = s.client(1, KvOp::Read { key: "k".into() });

@@ -175,7 +175,8 @@ fn in_doubt_participants_learn_a_commit_from_the_restarted_coordinator() {
     s.deliver(|_| Pick::Deliver);
     s.settle(2);
     s.settle(3);
-    s.deliver(|_| Pick::Deliver); // the votes
+    // The votes.
+    s.deliver(|_| Pick::Deliver);
     s.settle(1); // the commit record is durable; decisions leave
     assert_eq!(s.reply(1, w), Some(&ok(5)));
     assert_eq!(s.on_wire("2pc-decision"), [(1, 2), (1, 3)].into());
