@@ -5,6 +5,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::types::NodeId;
 
+/// Which commit protocol the node runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Multi-Paxos: keeps going while a majority lives.
+    #[default]
+    Paxos,
+    /// Textbook two-phase commit with a fixed coordinator (the lowest id):
+    /// safe, but blocks while the coordinator or any participant is down.
+    /// A baseline to compare Paxos with under faults.
+    TwoPhaseCommit,
+}
+
+impl Protocol {
+    /// The name `--protocol` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Paxos => "paxos",
+            Protocol::TwoPhaseCommit => "two-phase-commit",
+        }
+    }
+}
+
 /// Who proposes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -127,6 +150,10 @@ pub struct Config {
     pub id: NodeId,
     /// Every member of the cluster, this node included.
     pub members: Vec<NodeId>,
+    /// Paxos, or the two-phase-commit baseline (which uses none of the
+    /// Paxos knobs below but the timeouts).
+    #[serde(default)]
+    pub protocol: Protocol,
     pub proposers: Proposers,
     pub learn: Learn,
     pub reads: Reads,
@@ -182,6 +209,17 @@ pub struct Config {
     #[doc(hidden)]
     #[serde(skip)]
     pub bug_on_purpose: bool,
+    /// Test-only 2PC bug: the coordinator answers its client (and tells
+    /// participants) before its commit record is durable. Never set it.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub bug_tpc_early_commit: bool,
+    /// Test-only 2PC bug: the coordinator commits once a majority of the
+    /// cluster (itself included) voted yes, not every participant. Never
+    /// set it.
+    #[doc(hidden)]
+    #[serde(skip)]
+    pub bug_tpc_commit_on_majority: bool,
 }
 
 impl Config {
@@ -190,6 +228,7 @@ impl Config {
         Config {
             id,
             members,
+            protocol: Protocol::Paxos,
             proposers: Proposers::Leader,
             learn: Learn::Leader,
             reads: Reads::Log,
@@ -208,7 +247,14 @@ impl Config {
             bug_ignore_promised_values: false,
             bug_campaign_in_lease_guard: false,
             bug_on_purpose: false,
+            bug_tpc_early_commit: false,
+            bug_tpc_commit_on_majority: false,
         }
+    }
+
+    /// The fixed two-phase-commit coordinator: the lowest member id.
+    pub fn coordinator(&self) -> NodeId {
+        self.members.iter().copied().min().unwrap_or(self.id)
     }
 
     /// Promises that elect a candidate (phase 1).
@@ -256,6 +302,30 @@ impl Config {
                 "election timeout ({} ms) must exceed the heartbeat interval ({} ms)",
                 self.election_timeout_ms, self.heartbeat_ms
             ));
+        }
+        if self.protocol == Protocol::TwoPhaseCommit {
+            let mut refused = Vec::new();
+            if self.proposers != Proposers::Leader {
+                refused.push("proposers=any (the coordinator is fixed: node with the lowest id)");
+            }
+            if self.learn != Learn::Leader {
+                refused.push("learn=all (participants learn the outcome from the coordinator)");
+            }
+            if self.reads != Reads::Log {
+                refused.push("reads other than log (reads go through the coordinator)");
+            }
+            if self.phase1_quorum != QuorumSize::Majority
+                || self.phase2_quorum != QuorumSize::Majority
+                || self.unsafe_quorums
+            {
+                refused.push("quorum sizes (two-phase commit needs every participant's vote)");
+            }
+            if !refused.is_empty() {
+                return Err(format!(
+                    "protocol two-phase-commit does not take {}",
+                    refused.join(", ")
+                ));
+            }
         }
         let n = self.members.len();
         let (q1, q2) = (self.phase1_quorum(), self.phase2_quorum());

@@ -8,7 +8,10 @@
 //! - [`message`]: the protocol messages between nodes (JSON on the wire).
 //! - [`replica`]: the pure Multi-Paxos core. **Start here**: its module doc
 //!   explains the algorithm and how a shell drives it (inputs in, outputs
-//!   out, each output saying which records it stands on).
+//!   out, each output saying which records it stands on). With
+//!   [`Protocol::TwoPhaseCommit`] the same replica runs the blocking
+//!   two-phase-commit baseline instead (`replica/twopc.rs`), through the
+//!   same shell contract.
 //! - [`durability`]: the one release policy: which message or reply may
 //!   leave before which sync, run by the server's disk thread and by the
 //!   simulation alike.
@@ -30,10 +33,11 @@
 //! # Proving it
 //!
 //! ```text
-//! cargo test -p synod-node --release --test sim          # 2,250 seeds, all configurations
+//! cargo test -p synod-node --release --test sim          # 2,700 seeds, all configurations (450 of 2PC)
 //! SYNOD_SIM_SEEDS=16000 cargo test -p synod-node --release --test sim
 //! cargo test -p synod-node --release --test teeth        # broken modes and bugs put back must be caught
 //! cargo test -p synod-node --release --test regressions  # one scripted interleaving per bug fixed
+//! cargo test -p synod-node --release --test two_phase_commit  # 2PC blocks, and recovers, as it should
 //! cargo test -p synod-node --release --test liveness
 //! cargo test -p synod-node --release --test storage
 //! cargo test -p synod-server --release --test server_durability --test server_kills
@@ -58,7 +62,7 @@ pub mod sim;
 pub mod storage;
 pub mod types;
 
-pub use config::{Config, Fsync, Learn, Proposers, QuorumSize, Reads};
+pub use config::{Config, Fsync, Learn, Proposers, Protocol, QuorumSize, Reads};
 pub use durability::{Lsn, Outgoing};
 pub use message::Message;
 pub use replica::{Input, Outputs, Replica, Status};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use synod_wire::MessageKind;
 
 use crate::storage::Snapshot;
-use crate::types::{Ballot, Command, Entry, NodeId, Slot};
+use crate::types::{Ballot, CmdId, Command, Entry, NodeId, RequestOutcome, Slot, TxnId};
 
 /// No real ballot's round gets near this: a round grows by one per
 /// election, and 2^48 elections is millennia. A peer that claims more is
@@ -82,6 +82,25 @@ pub enum Message {
         entries: Vec<(Slot, Entry)>,
         commit: Slot,
     },
+    /// Two-phase commit, phase 1: the coordinator asks a participant to
+    /// vote on `command`. `last_commit` is the last transaction the
+    /// coordinator committed on the command's key: a participant still
+    /// holding the key for an earlier transaction learns its outcome from
+    /// it (committed iff it is `last_commit`: any later commit on the key
+    /// would have needed this participant's vote).
+    TpcPrepare {
+        txn: TxnId,
+        command: Command,
+        last_commit: Option<TxnId>,
+    },
+    /// A participant's vote, sent once the vote is durable.
+    TpcVote { txn: TxnId, yes: bool },
+    /// The coordinator's decision (a commit once its record is durable).
+    TpcDecision { txn: TxnId, commit: bool },
+    /// An in-doubt participant asks the coordinator for the outcome.
+    TpcQuery { txn: TxnId },
+    /// The coordinator's answer to a command a participant forwarded.
+    TpcResult { id: CmdId, outcome: RequestOutcome },
 }
 
 impl Message {
@@ -105,7 +124,27 @@ impl Message {
         let slot = |s: Slot, what: &str| -> Option<String> {
             (s > MAX_SLOT).then(|| format!("{what} {s} is beyond any real log"))
         };
+        let txn = |t: &TxnId| -> Option<String> {
+            (t.epoch > MAX_ROUND || t.seq > MAX_SLOT)
+                .then(|| format!("transaction {t} is beyond any real coordinator"))
+        };
         match self {
+            Message::TpcPrepare {
+                txn: t,
+                command,
+                last_commit,
+            } => txn(t)
+                .or_else(|| last_commit.as_ref().and_then(txn))
+                .or_else(|| {
+                    command
+                        .op
+                        .is_read()
+                        .then(|| "a prepare of a read".to_string())
+                }),
+            Message::TpcVote { txn: t, .. }
+            | Message::TpcDecision { txn: t, .. }
+            | Message::TpcQuery { txn: t } => txn(t),
+            Message::TpcResult { .. } => None,
             Message::Prepare {
                 ballot: b,
                 from_slot,
@@ -171,6 +210,19 @@ impl Message {
         }
     }
 
+    /// Whether this message belongs to two-phase commit (the other kinds
+    /// but `Forward` are Paxos').
+    pub fn is_two_phase_commit(&self) -> bool {
+        matches!(
+            self,
+            Message::TpcPrepare { .. }
+                | Message::TpcVote { .. }
+                | Message::TpcDecision { .. }
+                | Message::TpcQuery { .. }
+                | Message::TpcResult { .. }
+        )
+    }
+
     /// The kind's name, as logs and the metrics' `type` label spell it.
     pub fn kind(&self) -> &'static str {
         self.message_kind().as_str()
@@ -189,6 +241,11 @@ impl Message {
             Message::Forward { .. } => MessageKind::Forward,
             Message::CatchUp { .. } => MessageKind::CatchUp,
             Message::CatchUpReply { .. } => MessageKind::CatchUpReply,
+            Message::TpcPrepare { .. } => MessageKind::TpcPrepare,
+            Message::TpcVote { .. } => MessageKind::TpcVote,
+            Message::TpcDecision { .. } => MessageKind::TpcDecision,
+            Message::TpcQuery { .. } => MessageKind::TpcQuery,
+            Message::TpcResult { .. } => MessageKind::TpcResult,
         }
     }
 }

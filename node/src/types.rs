@@ -44,6 +44,24 @@ impl fmt::Display for Ballot {
     }
 }
 
+/// A two-phase-commit transaction: the coordinator's epoch (one more
+/// than the highest it recorded, persisted before its first prepare of an
+/// incarnation) and a sequence number within it. Ordered: a coordinator
+/// starts the transactions on one key in increasing order.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct TxnId {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+impl fmt::Display for TxnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "t{}.{}", self.epoch, self.seq)
+    }
+}
+
 /// A register value: a JSON integer or string.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]

@@ -655,3 +655,67 @@ fn a_preempted_lease_leader_runs_phase_1_again_at_once() {
         assert_eq!(s.leader(), Some(l), "{learn:?}: it leads again");
     }
 }
+
+/// Two-phase commit, found by seed 2841 of the simulation: a coordinator
+/// killed with a commit record flushed but not synced recovered it (a kill
+/// keeps what the OS has) and answered a read with it before any sync;
+/// a power loss then erased the commit, and a later read went back in
+/// time. Every incarnation's first record (its epoch) now needs a sync
+/// before any output, and that sync makes the recovered records durable.
+#[test]
+fn a_two_phase_commit_coordinator_syncs_what_it_recovered_before_revealing_it() {
+    use synod_node::Protocol;
+    let mut s = Script::new(
+        3,
+        |c| c.protocol = Protocol::TwoPhaseCommit,
+        PipelineBugs::default(),
+    );
+    let write = s.client(
+        1,
+        KvOp::Write {
+            key: "k".into(),
+            value: Value::Int(3),
+        },
+    );
+    s.settle(1);
+    s.deliver(|_| Pick::Deliver);
+    s.settle(2);
+    s.settle(3);
+    // The votes.
+    s.deliver(|_| Pick::Deliver);
+    // The commit record is appended and flushed, not synced; then a kill.
+    s.ship(1);
+    s.take(1);
+    s.nodes[0].pipeline.flush().unwrap();
+    assert!(
+        s.reply(1, write).is_none(),
+        "the write waits for its record"
+    );
+    s.crash(1, false);
+    s.restart(1, 10);
+    let read = s.client(1, KvOp::Read { key: "k".into() });
+    s.ship(1);
+    s.take(1);
+    assert!(
+        s.reply(1, read).is_none(),
+        "a read of recovered state waits for a sync"
+    );
+    s.sync(1);
+    assert_eq!(
+        s.reply(1, read),
+        Some(&RequestOutcome::Ok {
+            value: Some(Value::Int(3))
+        })
+    );
+    // And it is durable now: a power loss keeps it.
+    s.crash(1, true);
+    s.restart(1, 20);
+    let read = s.client(1, KvOp::Read { key: "k".into() });
+    s.settle(1);
+    assert_eq!(
+        s.reply(1, read),
+        Some(&RequestOutcome::Ok {
+            value: Some(Value::Int(3))
+        })
+    );
+}

@@ -12,7 +12,8 @@ use synod_node::{Learn, Proposers, QuorumSize, Reads};
 
 use common::{check_result, run_seeds, seeds_per_config};
 
-/// The matrix: (name, config, default seeds): 2,250 seeds in total.
+/// The matrix: (name, config, default seeds): 2,700 seeds in total, 450
+/// of them two-phase commit.
 fn matrix() -> Vec<(&'static str, SimConfig, u64)> {
     use Learn as L;
     use Proposers as P;
@@ -75,6 +76,9 @@ fn matrix() -> Vec<(&'static str, SimConfig, u64)> {
             flexible(3, Q::All, Q::Nodes(1), R::Log),
             120,
         ),
+        // The two-phase-commit baseline (issue 15): blocking, but safe.
+        ("n3-two-phase-commit", SimConfig::two_phase_commit(3), 300),
+        ("n5-two-phase-commit", SimConfig::two_phase_commit(5), 150),
     ]
 }
 
@@ -159,6 +163,16 @@ fn n5_q1_4_q2_2_lease() {
 #[test]
 fn n3_q1_all_q2_1_log() {
     run_named("n3-q1-all-q2-1-log");
+}
+
+#[test]
+fn n3_two_phase_commit() {
+    run_named("n3-two-phase-commit");
+}
+
+#[test]
+fn n5_two_phase_commit() {
+    run_named("n5-two-phase-commit");
 }
 
 /// Replays one seed: `SYNOD_SIM_SEED=.. SYNOD_SIM_CONFIG='..'`. Without

@@ -147,3 +147,26 @@ fn quorums_that_need_not_intersect_are_caught() {
     must_break("q1=1, q2=2 of 3", &cfg);
     must_catch("q1=1, q2=2 of 3 (checker)", &cfg);
 }
+
+/// Two-phase commit (issue 15): a coordinator that answers its client, and
+/// announces the commit, before its commit record is durable loses an
+/// acknowledged write on a power loss (the restarted coordinator presumes
+/// it aborted): a read misses it. Caught by the checker.
+#[test]
+fn two_phase_commit_answering_before_the_commit_record_is_durable_is_caught() {
+    let mut cfg = SimConfig::two_phase_commit(3);
+    cfg.bug = SimBug::TpcEarlyCommit;
+    only(&mut cfg, "crash+powerloss");
+    must_catch("2pc: commit answered before its record is durable", &cfg);
+}
+
+/// Two-phase commit (issue 15): a coordinator that commits on a majority
+/// of yes votes rather than every participant's breaks unanimity (a
+/// participant never voted for what it is told to apply). Caught by the
+/// simulation's invariant.
+#[test]
+fn two_phase_commit_on_a_majority_of_votes_is_caught() {
+    let mut cfg = SimConfig::two_phase_commit(3);
+    cfg.bug = SimBug::TpcCommitOnMajority;
+    must_break("2pc: commit without every participant's vote", &cfg);
+}

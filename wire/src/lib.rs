@@ -61,11 +61,21 @@ pub enum MessageKind {
     Forward,
     CatchUp,
     CatchUpReply,
+    /// Two-phase commit: the coordinator asks for a vote.
+    TpcPrepare,
+    /// Two-phase commit: a participant's vote.
+    TpcVote,
+    /// Two-phase commit: the coordinator's decision.
+    TpcDecision,
+    /// Two-phase commit: an in-doubt participant asks for the outcome.
+    TpcQuery,
+    /// Two-phase commit: the answer to a forwarded command.
+    TpcResult,
 }
 
 impl MessageKind {
     /// Every kind, in label order.
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 15] = [
         MessageKind::Prepare,
         MessageKind::Promise,
         MessageKind::Accept,
@@ -76,6 +86,11 @@ impl MessageKind {
         MessageKind::Forward,
         MessageKind::CatchUp,
         MessageKind::CatchUpReply,
+        MessageKind::TpcPrepare,
+        MessageKind::TpcVote,
+        MessageKind::TpcDecision,
+        MessageKind::TpcQuery,
+        MessageKind::TpcResult,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -90,6 +105,11 @@ impl MessageKind {
             MessageKind::Forward => "forward",
             MessageKind::CatchUp => "catch-up",
             MessageKind::CatchUpReply => "catch-up-reply",
+            MessageKind::TpcPrepare => "2pc-prepare",
+            MessageKind::TpcVote => "2pc-vote",
+            MessageKind::TpcDecision => "2pc-decision",
+            MessageKind::TpcQuery => "2pc-query",
+            MessageKind::TpcResult => "2pc-result",
         }
     }
 

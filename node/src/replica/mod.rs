@@ -151,6 +151,10 @@
 //! - `leadership`: following a leader, heartbeats, elections, the lease,
 //!   and the tick.
 //! - `clients`: this node's own clients' requests, replies and deadlines.
+//! - `twopc`: the two-phase-commit baseline (`--protocol two-phase-commit`),
+//!   which takes over `handle` when configured and shares everything a
+//!   shell sees: records and their LSNs, `depends_on`, replies, the state
+//!   machine.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -158,7 +162,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::config::{Config, Fsync, Proposers, Reads};
+use crate::config::{Config, Fsync, Proposers, Protocol, Reads};
 use crate::durability::Lsn;
 use crate::kv::{FxBuild, Kv};
 use crate::message::Message;
@@ -173,11 +177,13 @@ mod proposer;
 mod shell;
 #[cfg(test)]
 mod tests;
+mod twopc;
 
 use acceptor::{Acceptor, Vote};
 use clients::{LeaseRead, Waiting};
 use proposer::{Candidate, Leader};
 pub use shell::{Input, Outputs};
+use twopc::TwoPc;
 
 /// A node's role, for status pages: the one definition every reader of
 /// `GET /admin/status` shares.
@@ -288,6 +294,11 @@ pub struct Replica {
     /// Rejoining after a lost disk: the floor below which this node had
     /// promised who knows what (see "Rejoining" in the module doc).
     rejoin_floor: Option<Ballot>,
+    /// `--protocol two-phase-commit`: the 2PC core, which then handles
+    /// every input instead of Paxos (see `twopc`). It shares this shell
+    /// side: the record stream, the release policy, the state machine and
+    /// the clients' bookkeeping.
+    tpc: Option<Box<TwoPc>>,
 }
 
 impl Replica {
@@ -341,7 +352,14 @@ impl Replica {
             inbox: VecDeque::new(),
             refused: 0,
             rejoin_floor: None,
+            tpc: None,
         };
+        if r.cfg.protocol == Protocol::TwoPhaseCommit {
+            let (t, kv) = TwoPc::recover(&r.cfg, &disk.records);
+            r.kv = kv;
+            r.tpc = Some(Box::new(t));
+            return r;
+        }
         for rec in disk.records {
             match rec {
                 Record::Promise { ballot } => r.acceptor.promised = r.acceptor.promised.max(ballot),
@@ -378,6 +396,11 @@ impl Replica {
                     r.rejoin_floor = Some(floor);
                 }
                 Record::Rejoined => r.rejoin_floor = None,
+                // Two-phase commit's: never in a Paxos node's log.
+                Record::TpcEpoch { .. }
+                | Record::TpcCommit { .. }
+                | Record::TpcVote { .. }
+                | Record::TpcDecided { .. } => {}
             }
         }
         let chosen: Vec<Slot> = r.chosen.keys().copied().collect();
@@ -403,6 +426,26 @@ impl Replica {
     }
 
     pub fn status(&self) -> Status {
+        if let Some(t) = &self.tpc {
+            let coordinator = t.coordinator();
+            let (done, queued, in_flight) = t.counts(self.cfg.id);
+            return Status {
+                id: self.cfg.id,
+                role: if coordinator == self.cfg.id {
+                    RoleName::Leader
+                } else {
+                    RoleName::Follower
+                },
+                ballot: Ballot::ZERO,
+                leader: Some(coordinator),
+                commit_index: done,
+                applied_index: done,
+                log_start: 0,
+                queued,
+                in_flight,
+                rejoining: false,
+            };
+        }
         let (role, in_flight) = match &self.role {
             Role::Follower => (RoleName::Follower, 0),
             Role::Candidate(_) => (RoleName::Candidate, 0),
@@ -447,8 +490,13 @@ impl Replica {
         &self.kv
     }
 
+    /// Whether this node leads: the Paxos leader, or the two-phase-commit
+    /// coordinator.
     pub fn is_leader(&self) -> bool {
-        matches!(self.role, Role::Leader(_))
+        match &self.tpc {
+            Some(t) => t.coordinator() == self.cfg.id,
+            None => matches!(self.role, Role::Leader(_)),
+        }
     }
 
     /// The ballot this node leads with, if it leads.
@@ -468,6 +516,11 @@ impl Replica {
 
     /// Like [`Replica::handle`], appending to `out` (reuse its buffers).
     pub fn handle_into(&mut self, input: Input, out: &mut Outputs) {
+        if let Some(mut t) = self.tpc.take() {
+            t.handle(self, input, out);
+            self.tpc = Some(t);
+            return;
+        }
         match input {
             Input::Message { from, msg } => {
                 if from == self.cfg.id || !self.cfg.members.contains(&from) {
@@ -477,16 +530,7 @@ impl Replica {
                     None => self.on_message(from, msg, out),
                     Some(why) => {
                         // Logged, never acted on: see `Message::implausible`.
-                        self.refused += 1;
-                        if self.refused.is_power_of_two() {
-                            tracing::warn!(
-                                node = self.cfg.id,
-                                from,
-                                kind = msg.kind(),
-                                refused = self.refused,
-                                "refused an impossible message: {why}"
-                            );
-                        }
+                        self.refuse(from, msg.kind(), &why);
                         return;
                     }
                 }
@@ -507,6 +551,21 @@ impl Replica {
             }
         }
         self.announce_commit(out);
+    }
+
+    /// A peer's message that cannot be real, or does not belong here: it
+    /// is counted and logged (sparsely), never acted on.
+    fn refuse(&mut self, from: NodeId, kind: &str, why: &str) {
+        self.refused += 1;
+        if self.refused.is_power_of_two() {
+            tracing::warn!(
+                node = self.cfg.id,
+                from,
+                kind,
+                refused = self.refused,
+                "refused an impossible message: {why}"
+            );
+        }
     }
 
     fn election_timeout(&mut self) -> u64 {
@@ -588,6 +647,13 @@ impl Replica {
                 entries,
                 commit,
             } => self.on_catch_up_reply(from, snapshot, entries, commit, out),
+            m @ (Message::TpcPrepare { .. }
+            | Message::TpcVote { .. }
+            | Message::TpcDecision { .. }
+            | Message::TpcQuery { .. }
+            | Message::TpcResult { .. }) => {
+                self.refuse(from, m.kind(), "a two-phase-commit message to a Paxos node")
+            }
         }
     }
 }

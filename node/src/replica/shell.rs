@@ -2,6 +2,7 @@
 //! out ([`Outputs`]), and the one place that decides what each output
 //! stands on before it may leave ([`Replica::depends_on`]).
 
+use crate::config::Protocol;
 use crate::durability::{Lsn, Outgoing};
 use crate::message::Message;
 use crate::storage::{Compaction, Record};
@@ -138,6 +139,21 @@ impl Replica {
             }
             Message::CatchUpReply { .. } => self.chosen_need,
             Message::HeartbeatAck { .. } | Message::Forward { .. } | Message::CatchUp { .. } => 0,
+            // Two-phase commit. A vote stands on its vote record, a
+            // prepare on the coordinator's epoch record and the last
+            // commit it names; a decision and a forwarded command's result
+            // on the coordinator's commit records (nothing is recorded for
+            // an abort, and waiting for more is harmless). A query reveals
+            // nothing.
+            Message::TpcPrepare { .. } | Message::TpcVote { .. } => self.barrier,
+            Message::TpcDecision { .. } | Message::TpcResult { .. } => {
+                if self.cfg.bug_tpc_early_commit {
+                    0
+                } else {
+                    self.barrier
+                }
+            }
+            Message::TpcQuery { .. } => 0,
         }
     }
 
@@ -162,9 +178,18 @@ impl Replica {
     /// Answers a client. A definite answer from the state machine reveals
     /// applied state, so it stands on what the chosen slots stand on;
     /// "not proposed" and "indeterminate" stand on nothing.
+    ///
+    /// Under two-phase commit a definite answer reveals committed state,
+    /// which stands on the coordinator's commit records: every record so
+    /// far (`barrier`).
     pub(super) fn reply(&mut self, id: RequestId, outcome: RequestOutcome, out: &mut Outputs) {
+        let stands_on = match self.cfg.protocol {
+            Protocol::Paxos => self.chosen_need,
+            Protocol::TwoPhaseCommit if self.cfg.bug_tpc_early_commit => 0,
+            Protocol::TwoPhaseCommit => self.barrier,
+        };
         let after = match outcome {
-            RequestOutcome::Ok { .. } | RequestOutcome::CasMismatch { .. } => self.chosen_need,
+            RequestOutcome::Ok { .. } | RequestOutcome::CasMismatch { .. } => stands_on,
             RequestOutcome::NotProposed { .. } | RequestOutcome::Indeterminate { .. } => 0,
         };
         out.replies.push(ClientReply { id, outcome, after });

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::config::{Fsync, Learn, Proposers, QuorumSize, Reads};
+use crate::config::{Fsync, Learn, Proposers, Protocol, QuorumSize, Reads};
 
 /// Bugs a simulation can put back on purpose, to prove the seeds catch
 /// them (`bug=` in the one-line form). Never set outside tests.
@@ -21,15 +21,23 @@ pub enum SimBug {
     CompactLate,
     /// Issue 11 bug 3: a follower campaigns inside its own lease guard.
     LeaseCampaign,
+    /// Two-phase commit: the coordinator answers (and announces a commit)
+    /// before its commit record is durable.
+    TpcEarlyCommit,
+    /// Two-phase commit: the coordinator commits on a majority of yes
+    /// votes instead of every participant's.
+    TpcCommitOnMajority,
 }
 
 impl SimBug {
-    const NAMES: [(SimBug, &'static str); 5] = [
+    const NAMES: [(SimBug, &'static str); 7] = [
         (SimBug::None, "none"),
         (SimBug::IgnorePromised, "ignore-promised"),
         (SimBug::EarlyRelease, "early-release"),
         (SimBug::CompactLate, "compact-late"),
         (SimBug::LeaseCampaign, "lease-campaign"),
+        (SimBug::TpcEarlyCommit, "tpc-early-commit"),
+        (SimBug::TpcCommitOnMajority, "tpc-commit-on-majority"),
     ];
 
     fn name(self) -> &'static str {
@@ -95,6 +103,9 @@ pub struct SimConfig {
     /// majorities). Sizes with `q1 + q2 <= n` run unsafe on purpose.
     pub q1: QuorumSize,
     pub q2: QuorumSize,
+    /// Paxos or the two-phase-commit baseline (`protocol=`, shown only
+    /// when not Paxos).
+    pub protocol: Protocol,
 }
 
 impl SimConfig {
@@ -124,7 +135,15 @@ impl SimConfig {
             bug: SimBug::None,
             q1: QuorumSize::Majority,
             q2: QuorumSize::Majority,
+            protocol: Protocol::Paxos,
         }
+    }
+
+    /// Every fault on, two-phase commit (coordinator: node 1).
+    pub fn two_phase_commit(nodes: usize) -> Self {
+        let mut c = Self::standard(nodes, Proposers::Leader, Learn::Leader, Reads::Log);
+        c.protocol = Protocol::TwoPhaseCommit;
+        c
     }
 
     /// Whether the quorums need not intersect (teeth for Flexible Paxos).
@@ -192,6 +211,9 @@ impl fmt::Display for SimConfig {
                 write!(f, ",{key}={q}")?;
             }
         }
+        if self.protocol != Protocol::Paxos {
+            write!(f, ",protocol={}", self.protocol.as_str())?;
+        }
         Ok(())
     }
 }
@@ -244,6 +266,7 @@ impl FromStr for SimConfig {
                 "bug" => c.bug = SimBug::parse(v)?,
                 "q1" => c.q1 = v.parse()?,
                 "q2" => c.q2 = v.parse()?,
+                "protocol" => c.protocol = parse_mode(k, v)?,
                 other => return Err(format!("unknown key {other:?}")),
             }
         }
@@ -266,6 +289,10 @@ mod tests {
         c.bug = SimBug::CompactLate;
         c.q1 = QuorumSize::All;
         c.q2 = QuorumSize::Nodes(1);
+        let back: SimConfig = c.to_string().parse().unwrap();
+        assert_eq!(back, c);
+        let c = SimConfig::two_phase_commit(3);
+        assert!(c.to_string().ends_with(",protocol=two-phase-commit"), "{c}");
         let back: SimConfig = c.to_string().parse().unwrap();
         assert_eq!(back, c);
     }

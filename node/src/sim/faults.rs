@@ -211,6 +211,7 @@ impl Sim {
         node.inputs.clear();
         node.run_scheduled = false;
         node.beliefs.clear();
+        node.tpc_commits.clear();
         node.applied_states.clear();
         node.disk_queue.clear();
         node.disk_busy = false;

@@ -5,7 +5,7 @@
 //! overlap a newer leader, and durability: what a released output stood
 //! on survives every crash and every compaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use super::Sim;
 use crate::config::Fsync;
@@ -13,7 +13,7 @@ use crate::durability::Lsn;
 use crate::message::Message;
 use crate::replica::Outputs;
 use crate::storage::{Record, Recovered, Storage};
-use crate::types::{Ballot, Slot};
+use crate::types::{Ballot, Slot, TxnId};
 
 /// What a disk image (snapshot and records) says, for the durability
 /// invariants.
@@ -23,6 +23,10 @@ struct Image {
     snapshot_next: Slot,
     chosen: BTreeSet<Slot>,
     accepted: HashMap<Slot, Ballot>,
+    /// Two-phase commit: the highest epoch, commits and votes recorded.
+    tpc_epoch: u64,
+    tpc_commits: HashSet<TxnId>,
+    tpc_votes: HashSet<TxnId>,
 }
 
 impl Image {
@@ -44,6 +48,14 @@ impl Image {
                 }
                 Record::Rejoin { floor } => img.promised = img.promised.max(*floor),
                 Record::Rejoined => {}
+                Record::TpcEpoch { epoch } => img.tpc_epoch = img.tpc_epoch.max(*epoch),
+                Record::TpcCommit { txn, .. } => {
+                    img.tpc_commits.insert(*txn);
+                }
+                Record::TpcVote { txn, .. } => {
+                    img.tpc_votes.insert(*txn);
+                }
+                Record::TpcDecided { .. } => {}
             }
         }
         img
@@ -59,7 +71,11 @@ impl Image {
                     || self.accepted.get(slot).is_some_and(|b| b >= ballot)
             }
             Record::Rejoin { floor } => self.promised >= *floor,
-            Record::Chosen { .. } | Record::Rejoined => true,
+            Record::TpcEpoch { epoch } => self.tpc_epoch >= *epoch,
+            Record::TpcCommit { txn, .. } => self.tpc_commits.contains(txn),
+            Record::TpcVote { txn, .. } => self.tpc_votes.contains(txn),
+            // An outcome only spares asking again.
+            Record::Chosen { .. } | Record::Rejoined | Record::TpcDecided { .. } => true,
         }
     }
 }
@@ -83,10 +99,20 @@ impl Sim {
         let need = r.chosen_need();
         let (applied, digest) = (r.state().applied, r.state().digest);
         let node = &mut self.nodes[i];
-        for rec in &out.persist {
-            if let Record::Chosen { slot, entry } = rec {
-                self.stats.chosen_slots += 1;
-                node.beliefs.push((need, *slot, entry.clone()));
+        for (k, rec) in out.persist.iter().enumerate() {
+            match rec {
+                Record::Chosen { slot, entry } => {
+                    self.stats.chosen_slots += 1;
+                    node.beliefs.push((need, *slot, entry.clone()));
+                }
+                Record::TpcVote { txn, .. } => {
+                    self.tpc_votes.insert((i, *txn));
+                }
+                Record::TpcCommit { txn, .. } => {
+                    let lsn = out.first_lsn + k as Lsn;
+                    node.tpc_commits.push((lsn + 1, *txn));
+                }
+                _ => {}
             }
         }
         if applied > 0 {
@@ -141,6 +167,10 @@ impl Sim {
             .into_iter()
             .partition(|(need, _, _)| *need <= durable);
         node.applied_states = later;
+        let (commits, later): (Vec<_>, Vec<_>) = std::mem::take(&mut node.tpc_commits)
+            .into_iter()
+            .partition(|(need, _)| *need <= durable);
+        node.tpc_commits = later;
         for (_, slot, entry) in facts {
             match self.chosen.get(&slot) {
                 Some(e) if *e != entry => {
@@ -150,6 +180,16 @@ impl Sim {
                 Some(_) => {}
                 None => {
                     self.chosen.insert(slot, entry);
+                }
+            }
+        }
+        // Two-phase commit is unanimous: a durable commit had every
+        // participant's vote, recorded before it was sent.
+        for (_, txn) in commits {
+            for p in (0..self.cfg.nodes).filter(|&p| p != i) {
+                if !self.tpc_votes.contains(&(p, txn)) {
+                    let msg = format!("transaction {txn} committed without node {}'s vote", p + 1);
+                    self.violation(i, msg);
                 }
             }
         }

@@ -71,7 +71,7 @@ use node::{Queued, SimNode};
 use crate::message::Message;
 use crate::replica::Input;
 use crate::storage::MemStorage;
-use crate::types::{Ballot, ClientRequest, Entry, RequestId, Slot};
+use crate::types::{Ballot, ClientRequest, Entry, RequestId, Slot, TxnId};
 
 /// Counts for reports and sanity checks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -206,6 +206,8 @@ pub struct Sim {
     end: u64,
     // Invariant state.
     chosen: HashMap<Slot, Entry>,
+    /// Two-phase commit: every (participant, transaction) vote recorded.
+    tpc_votes: BTreeSet<(usize, TxnId)>,
     digests: HashMap<Slot, u64>,
     max_promised: Vec<Ballot>,
     /// The highest ballot any node has led with.
@@ -247,6 +249,7 @@ impl Sim {
                 depended_upto: 0,
                 claims: Vec::new(),
                 beliefs: Vec::new(),
+                tpc_commits: Vec::new(),
                 applied_states: Vec::new(),
             });
         }
@@ -277,6 +280,7 @@ impl Sim {
             healed_at: None,
             end,
             chosen: HashMap::new(),
+            tpc_votes: BTreeSet::new(),
             digests: HashMap::new(),
             max_promised: vec![Ballot::ZERO; n],
             newest_leader: Ballot::ZERO,

@@ -13,7 +13,7 @@ use crate::durability::{self, Group, Lsn, Pipeline, PipelineBugs, Release};
 use crate::message::Message;
 use crate::replica::{Input, Outputs, Replica};
 use crate::storage::{MemStorage, Record, Storage};
-use crate::types::{ClientReply, Entry, Slot};
+use crate::types::{ClientReply, Entry, Slot, TxnId};
 
 /// One simulated node: its replica task, its disk thread, its clock, and
 /// what the invariants track of it.
@@ -51,6 +51,9 @@ pub(super) struct SimNode {
     /// This incarnation's beliefs not yet durable: `(need, slot, entry)`
     /// chosen, and `(need, applied, digest)` of its state machine.
     pub(super) beliefs: Vec<(Lsn, Slot, Entry)>,
+    /// Two-phase commit: this incarnation's commit records not yet
+    /// durable, `(need, txn)`.
+    pub(super) tpc_commits: Vec<(Lsn, TxnId)>,
     pub(super) applied_states: Vec<(Lsn, Slot, u64)>,
 }
 
@@ -68,6 +71,7 @@ impl Sim {
     pub fn node_config(cfg: &SimConfig, i: usize) -> Config {
         let members = (1..=cfg.nodes as u64).collect();
         let mut c = Config::new(i as u64 + 1, members);
+        c.protocol = cfg.protocol;
         c.proposers = cfg.proposers;
         c.learn = cfg.learn;
         c.reads = cfg.reads;
@@ -78,6 +82,8 @@ impl Sim {
         c.catch_up_batch = 16;
         c.bug_ignore_promised_values = cfg.bug == SimBug::IgnorePromised;
         c.bug_campaign_in_lease_guard = cfg.bug == SimBug::LeaseCampaign;
+        c.bug_tpc_early_commit = cfg.bug == SimBug::TpcEarlyCommit;
+        c.bug_tpc_commit_on_majority = cfg.bug == SimBug::TpcCommitOnMajority;
         c.bug_on_purpose = cfg.bug != SimBug::None;
         c.phase1_quorum = cfg.q1;
         c.phase2_quorum = cfg.q2;
@@ -113,6 +119,7 @@ impl Sim {
         node.emitted.clear();
         node.depended_upto = 0;
         node.beliefs.clear();
+        node.tpc_commits.clear();
         node.applied_states.clear();
         let replica = Replica::recover(cfg, seed, recovered, now);
         let promised = replica.promised();

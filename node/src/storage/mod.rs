@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::durability::Lsn;
 use crate::kv::Kv;
-use crate::types::{Ballot, Entry, Slot};
+use crate::types::{Ballot, Command, Entry, Slot, TxnId};
 
 pub use file::FileStorage;
 pub use identity::Identity;
@@ -50,13 +50,33 @@ pub enum Record {
     Rejoin { floor: Ballot },
     /// The rejoin is over: this node is an acceptor again.
     Rejoined,
+    /// Two-phase commit: the first record of every incarnation (its sync
+    /// makes what recovery read durable); on the coordinator, this
+    /// incarnation's transactions are numbered in `epoch` (above every
+    /// earlier incarnation's).
+    TpcEpoch { epoch: u64 },
+    /// Two-phase commit, coordinator: the decision to commit `txn`, which
+    /// applies `command` (presumed abort: aborts are not recorded).
+    TpcCommit { txn: TxnId, command: Command },
+    /// Two-phase commit, participant: it voted yes on `txn` and holds the
+    /// command's key until it learns the outcome.
+    TpcVote { txn: TxnId, command: Command },
+    /// Two-phase commit, participant: the outcome of a transaction it
+    /// voted yes on (it applied the command if `commit`).
+    TpcDecided { txn: TxnId, commit: bool },
 }
 
 impl Record {
     /// The slot a record is about, if any.
     pub fn slot(&self) -> Option<Slot> {
         match self {
-            Record::Promise { .. } | Record::Rejoin { .. } | Record::Rejoined => None,
+            Record::Promise { .. }
+            | Record::Rejoin { .. }
+            | Record::Rejoined
+            | Record::TpcEpoch { .. }
+            | Record::TpcCommit { .. }
+            | Record::TpcVote { .. }
+            | Record::TpcDecided { .. } => None,
             Record::Accept { slot, .. } | Record::Chosen { slot, .. } => Some(*slot),
         }
     }

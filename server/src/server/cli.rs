@@ -8,10 +8,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use synod_node::{Config, Fsync, Learn, NodeId, Proposers, QuorumSize, Reads};
+use synod_node::{Config, Fsync, Learn, NodeId, Proposers, Protocol, QuorumSize, Reads};
 
 /// A Multi-Paxos key-value node: client, peer and admin HTTP APIs around
-/// the pure protocol core (see docs/api.md).
+/// the pure protocol core (see docs/api.md). With `--protocol
+/// two-phase-commit` it runs the two-phase-commit baseline instead.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "synod-node", version, about, long_about = None)]
 pub struct Args {
@@ -71,6 +72,16 @@ pub struct Args {
     /// margin, at most 4096).
     #[arg(long, env = "SYNOD_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// The commit protocol: `paxos` (Multi-Paxos: keeps going while a
+    /// majority lives), or `two-phase-commit`, the blocking baseline to
+    /// compare it with: node 1 (the lowest id) is the fixed coordinator,
+    /// every write needs every node's vote, and nothing completes while
+    /// the coordinator is down. It takes none of the Paxos flags below
+    /// (--proposers, --learn, --reads, quorums, --rejoin) but their
+    /// defaults.
+    #[arg(long, env = "SYNOD_PROTOCOL", value_enum, default_value_t = ProtocolArg::Paxos)]
+    pub protocol: ProtocolArg,
 
     /// Who proposes: a stable elected leader, or every node with randomized
     /// backoff (the dueling proposers of the paper; safe, may livelock).
@@ -164,6 +175,14 @@ pub struct Args {
     /// Tracing output on stderr (filter with RUST_LOG, default `info`).
     #[arg(long, env = "SYNOD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Multi-Paxos (the default).
+    Paxos,
+    /// Two-phase commit with a fixed coordinator (blocking baseline).
+    TwoPhaseCommit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -274,6 +293,16 @@ impl Args {
         members.push(self.id);
         members.sort_unstable();
         let mut cfg = Config::new(self.id, members);
+        cfg.protocol = match self.protocol {
+            ProtocolArg::Paxos => Protocol::Paxos,
+            ProtocolArg::TwoPhaseCommit => Protocol::TwoPhaseCommit,
+        };
+        if cfg.protocol == Protocol::TwoPhaseCommit && self.rejoin {
+            bail!(
+                "--rejoin is Paxos' recovery of a lost disk; --protocol two-phase-commit has none \
+                 (a participant's votes and the coordinator's commit records must survive)"
+            );
+        }
         cfg.proposers = match self.proposers {
             ProposersArg::Leader => Proposers::Leader,
             ProposersArg::Any => Proposers::Any,
@@ -305,6 +334,13 @@ impl Args {
         }
         // The core panics on an invalid configuration; say why instead.
         if let Err(e) = cfg.validate() {
+            if cfg.protocol == Protocol::TwoPhaseCommit {
+                bail!(
+                    "invalid configuration: {e}; with --protocol two-phase-commit leave \
+                     --proposers, --learn, --reads, --phase1-quorum, --phase2-quorum and \
+                     --unsafe-quorums at their defaults"
+                );
+            }
             bail!("invalid configuration: {e}");
         }
         Ok(cfg)
