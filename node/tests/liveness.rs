@@ -61,3 +61,71 @@ fn dueling_proposers_still_choose_commands_under_contention() {
         );
     }
 }
+
+/// `partition:chained` (OmniPaxos's name): the link between the leader
+/// and one follower is cut, and the third node hears both. The follower
+/// that cannot hear the leader must not take over through the middle
+/// node, and the leader must keep choosing through it: one leader, one
+/// ballot, for the whole cut. (Without the leader guard for every read
+/// mode, the leadership ping-ponged every election timeout.)
+#[test]
+fn a_cut_link_between_the_leader_and_a_follower_keeps_one_leader() {
+    use std::collections::BTreeSet;
+    use synod_node::durability::PipelineBugs;
+    use synod_node::sim::script::{Pick, Script, Wire};
+    use synod_node::{KvOp, RequestOutcome, Value};
+
+    for reads in [Reads::Log, Reads::Lease] {
+        let mut s = Script::new(3, |c| c.reads = reads, PipelineBugs::default());
+        s.advance(3_000, |_| Pick::Deliver);
+        let leader = s.leader().expect("a leader within 3 s");
+        let cut_off = if leader == 1 { 2 } else { 1 };
+        let middle = 6 - leader - cut_off;
+        // The cut-off follower's campaigns, counted as they reach the
+        // middle node.
+        let prepares = std::cell::Cell::new(0);
+        let chained = |w: &Wire| {
+            if (w.0, w.1) == (leader, cut_off) || (w.0, w.1) == (cut_off, leader) {
+                return Pick::Drop;
+            }
+            if (w.0, w.1) == (cut_off, middle) && w.2.kind() == "prepare" {
+                prepares.set(prepares.get() + 1);
+            }
+            Pick::Deliver
+        };
+        let mut leaders = BTreeSet::new();
+        let mut writes = Vec::new();
+        // 30 election timeouts of 300 ms.
+        for step in 1..=180 {
+            s.advance(3_000 + step * 50, &chained);
+            if let Some(l) = s.leader() {
+                leaders.insert((l, s.replica(l).leader_ballot()));
+            }
+            if step % 10 == 0 {
+                let value = Value::Int(step as i64);
+                writes.push(s.client(
+                    leader,
+                    KvOp::Write {
+                        key: "x".into(),
+                        value,
+                    },
+                ));
+            }
+        }
+        s.advance(3_000 + 9_500, &chained);
+        assert!(
+            prepares.get() > 0,
+            "{reads:?}: the cut-off node never tried to take over"
+        );
+        assert_eq!(
+            leaders.len(),
+            1,
+            "{reads:?}: leadership changed under one cut link: {leaders:?}"
+        );
+        let ok = writes
+            .iter()
+            .filter(|&&rid| matches!(s.reply(leader, rid), Some(RequestOutcome::Ok { .. })))
+            .count();
+        assert_eq!(ok, writes.len(), "{reads:?}: the leader stopped choosing");
+    }
+}

@@ -491,11 +491,14 @@ fn bug5_impossible_ballots_slots_and_commit_points_are_refused() {
 #[test]
 fn bug6_a_new_leader_fills_a_huge_gap_a_window_at_a_time() {
     let mut s = Script::new(3, |c| c.pipeline = 4, PipelineBugs::default());
-    // n2 accepted a value far ahead (an old leader's, or a hostile one).
+    // n2 accepted a value far ahead (an old leader's, or a hostile one),
+    // sent by n1 itself at its ballot 1.1: had it come from n3, n2 (whose
+    // clock this script never moves) would still be guarding n3 as its
+    // leader and promise n1 nothing.
     s.input(
         2,
         Input::Message {
-            from: 3,
+            from: 1,
             msg: Message::Accept {
                 ballot: Ballot::new(1, 1),
                 slot: 1_000_000,

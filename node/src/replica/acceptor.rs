@@ -126,11 +126,15 @@ impl Replica {
         from_slot: Slot,
         out: &mut Outputs,
     ) {
-        // Lease guard: a node that heard its leader less than an election
-        // timeout ago promises no one else, so the leader's lease holds.
-        let guarded = self.lease_mode()
-            && from != self.cfg.id
-            && self.leader.map(|(l, _)| l) != Some(from)
+        // The guard (`in_lease_guard`): a node that heard its leader less
+        // than an election timeout ago promises no one else, so the
+        // leader's lease holds and a cut link cannot make leaders ping-pong.
+        // Lease reads keep it as they always have (safety); a stable
+        // leader with other reads only for a leader it knows (liveness).
+        let leader = self.leader.map(|(l, _)| l);
+        let guarded = from != self.cfg.id
+            && leader != Some(from)
+            && (self.lease_mode() || (self.leader_guard() && leader.is_some()))
             && self.now < self.last_heard_leader + self.cfg.election_timeout_ms;
         // Rejoining: no promise to anyone yet (refusals are fine).
         let rejoining = self.rejoin_floor.is_some() && ballot > self.acceptor.promised;

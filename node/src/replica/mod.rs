@@ -573,6 +573,12 @@ impl Replica {
         self.rng.gen_range(t..=2 * t)
     }
 
+    /// Whether followers keep the guard for their leader
+    /// ([`Replica::in_lease_guard`]): whenever there is a stable leader.
+    fn leader_guard(&self) -> bool {
+        self.cfg.proposers == Proposers::Leader
+    }
+
     fn lease_mode(&self) -> bool {
         self.cfg.reads == Reads::Lease && self.cfg.proposers == Proposers::Leader
     }
