@@ -15,6 +15,8 @@
 //!   noise marked; `compare.html` and `compare.md`.
 //! - `serve`: an axum page over the store (list, filter, compare,
 //!   download a run as a tar archive).
+//! - `trends`: one line per run of every suite in `STORE/_trends.jsonl`,
+//!   and the page that draws each figure over the nights (`/trends`).
 //! - `tar`: the small ustar writer behind the download.
 
 pub mod compare;
@@ -24,3 +26,4 @@ pub mod serve;
 pub mod shard;
 pub mod suite;
 pub mod tar;
+pub mod trends;

@@ -9,6 +9,9 @@
 //!   under the store, so neither a crafted URL nor a symlink reaches out.
 //! - `/archive/NAME/STAMP`: the run directory as a tar archive.
 //! - `/compare?runs=NAME/STAMP,NAME/STAMP`: `synod compare` of those runs.
+//! - `/trends[?config=WORD]`: every figure of the store's trend file over
+//!   the nights, a line per configuration, invalid nights marked
+//!   (`nightly::trends`).
 //!
 //! Files and archives are streamed in [`CHUNK`]-sized pieces, so memory
 //! does not grow with their size; at most [`MAX_ARCHIVES`] archives are
@@ -107,6 +110,7 @@ pub fn router(root: PathBuf) -> Router {
         .route("/runs/{*path}", get(file))
         .route("/archive/{name}/{stamp}", get(archive))
         .route("/compare", get(compare))
+        .route("/trends", get(trends))
         .with_state(Arc::new(Store {
             root,
             archives: Arc::new(Semaphore::new(MAX_ARCHIVES)),
@@ -347,6 +351,26 @@ async fn archive(
 }
 
 #[derive(serde::Deserialize)]
+struct TrendsQuery {
+    config: Option<String>,
+}
+
+async fn trends(State(st): State<Arc<Store>>, Query(q): Query<TrendsQuery>) -> Response {
+    let root = st.root.clone();
+    let page = blocking(move || {
+        super::trends::read(&root)
+            .map(|(points, notes)| super::trends::page(&points, &notes, q.config.as_deref()))
+            .map_err(|e| format!("{e:#}"))
+    })
+    .await;
+    match page {
+        Ok(Ok(html)) => Html(html).into_response(),
+        Ok(Err(why)) => unavailable(&why),
+        Err(resp) => resp,
+    }
+}
+
+#[derive(serde::Deserialize)]
 struct CompareQuery {
     runs: String,
 }
@@ -434,7 +458,7 @@ fn index_page(runs: &[figures::RunFigures]) -> String {
          .valid{color:#070}.invalid{color:#fff;background:#c00;font-weight:bold}.unknown{color:#000;background:#fc6}.error{color:#fff;background:#777}\n\
          </style></head><body>\n<h1>Synod runs</h1>\n\
          <p><input id=\"filter\" placeholder=\"filter: words that must all appear\" size=\"40\"> \
-         <button id=\"compare\">Compare picked runs</button></p>\n\
+         <button id=\"compare\">Compare picked runs</button> <a href=\"/trends\">Trends over the nights</a></p>\n\
          <table id=\"runs\"><thead><tr><th></th><th data-sort>time</th><th data-sort>name</th><th data-sort>target</th>\
          <th data-sort>settings</th><th data-sort>verdict</th><th data-sort>ops</th><th data-sort>ok ops/s</th>\
          <th data-sort>p99 ms</th><th data-sort>availability</th><th data-sort>recovery s</th><th data-sort>peer msgs/op</th><th>files</th></tr></thead><tbody>\n",

@@ -12,6 +12,10 @@
 //! figure per run with no per-second spread, so only the threshold
 //! applies to it; runs without it (etcd) show `n/a`.
 //!
+//! A series directory (`store/NAME`) stands for every run in it, oldest
+//! first; `--last N` keeps its last N, so a configuration is compared with
+//! its own last N nights.
+//!
 //! Written into the output directory: `compare.html` (self-contained,
 //! plots inline), `compare.md` (for a pull request) and the plots as
 //! `compare-*.svg`.
@@ -48,6 +52,11 @@ pub struct CompareArgs {
     /// Where to write compare.html, compare.md and the plots.
     #[arg(long, default_value = "compare")]
     pub out: PathBuf,
+    /// Of each series directory, only its last N runs: `synod compare
+    /// --last 7 store/nightly-log-partition` is the last seven nights of
+    /// that configuration, the oldest the baseline.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub last: Option<u32>,
 }
 
 /// Runs `synod compare`.
@@ -65,6 +74,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 .collect();
             anyhow::ensure!(!series.is_empty(), "{}: no runs in it", path.display());
             series.sort_by(|a, b| a.stamp.cmp(&b.stamp));
+            if let Some(n) = args.last {
+                let keep = series.len().saturating_sub(n as usize);
+                series.drain(..keep);
+            }
             runs.extend(series);
         }
     }

@@ -35,6 +35,10 @@
 //! `downtime`). A run with a fault window over the bound fails like an
 //! invalid run, whatever its verdict.
 //!
+//! Every run also adds a line to the store's trend file
+//! (`STORE/_trends.jsonl`, see `nightly::trends`), which `synod serve`
+//! draws over the nights at `/trends`.
+//!
 //! # Layout
 //!
 //! - `matrix`: the suite file expanded into its runs, every one checked.
@@ -159,6 +163,21 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
             result.wall_seconds
         );
         results.push(result);
+    }
+    let points: Vec<super::trends::TrendPoint> = results
+        .iter()
+        .map(|r| match &r.figures {
+            Some(f) => super::trends::TrendPoint::of(&suite, &stamp, f, &args.store),
+            None => super::trends::TrendPoint::error(&suite, &stamp, &r.name),
+        })
+        .collect();
+    match super::trends::append(&args.store, &points) {
+        Ok(path) => eprintln!(
+            "synod suite: trends: {} lines added to {}",
+            points.len(),
+            path.display()
+        ),
+        Err(e) => eprintln!("synod suite: cannot add to the trends: {e:#}"),
     }
     let summary = Summary {
         suite,
