@@ -102,12 +102,14 @@ pub fn report_page_with(
     );
     let _ = writeln!(
         b,
-        "<p>model <b>{}</b>, {} keys, {} operations, checked in {:.1} ms; overall availability {}.</p>",
+        "<p>model <b>{}</b>, {} keys, {} operations, checked in {:.1} ms; overall availability {} \
+         (ok, or a cas the state machine answered with a mismatch), ok share {}.</p>",
         checked.model,
         checked.keys.len(),
         report.operations,
         checked.millis,
-        opt(report.availability, 100.0, "%")
+        opt(report.availability, 100.0, "%"),
+        opt(report.ok_share, 100.0, "%")
     );
     b.push_str("<p>See <a href=\"timeline.html\">the timeline</a>: every process's operations as bars over a stretch of the run, faults shaded, around the first violation of an invalid run.</p>");
     if !checked.invalid_keys.is_empty() {
@@ -168,18 +170,19 @@ pub fn report_page_with(
     if report.faults.is_empty() {
         b.push_str("<p>No nemesis events.</p>");
     } else {
-        b.push_str("<table><tr><th>fault</th><th>start (s)</th><th>stop (s)</th><th>completed</th><th>ok</th><th>availability</th><th>down-time from start</th><th>longest gap without ok</th><th>recovery after stop (s)</th></tr>");
+        b.push_str("<table><tr><th>fault</th><th>start (s)</th><th>stop (s)</th><th>completed</th><th>ok</th><th>availability</th><th>ok share</th><th>down-time from start</th><th>longest gap without ok</th><th>recovery after stop (s)</th></tr>");
         for w in &report.faults {
             let s = |t: u64| (t.saturating_sub(report.start)) as f64 / 1e9;
             let _ = write!(
                 b,
-                "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&w.name),
                 s(w.start),
                 w.stop.map(|t| format!("{:.3}", s(t))).unwrap_or_else(|| "never".into()),
                 w.completed,
                 w.ok,
                 opt(w.availability, 100.0, "%"),
+                opt(w.ok_share, 100.0, "%"),
                 match &w.downtime {
                     Some(d) => match d.ms {
                         Some(ms) => ms_and_elections(ms, d.elections),

@@ -110,6 +110,9 @@ impl JudgedHistory {
         }
         if let Some(a) = r.availability {
             s += &format!("  availability {:.2}%", a * 100.0);
+            if let Some(ok) = r.ok_share {
+                s += &format!(" (ok share {:.2}%)", ok * 100.0);
+            }
             if let Some(o) = &r.longest_without_ok {
                 s += &format!(", longest stretch without ok {:.3} s", o.seconds);
             }

@@ -49,6 +49,11 @@ pub struct Window {
     /// The checker's down-time of the window (from its start); `None` in
     /// runs judged before it was measured.
     pub downtime: Option<Downtime>,
+    /// Ops completed inside the window, and how many of them ok.
+    #[serde(default)]
+    pub completed: u64,
+    #[serde(default)]
+    pub ok: u64,
 }
 
 impl Window {
@@ -100,8 +105,12 @@ pub struct RunFigures {
     /// ok ops per second of the run.
     pub throughput: Option<f64>,
     pub latency: Vec<OpLatency>,
-    /// Share of completed ops that are ok.
+    /// Share of completed ops the system answered: ok, or a cas the
+    /// state machine answered with a mismatch.
     pub availability: Option<f64>,
+    /// Share of completed ops that are ok.
+    #[serde(default)]
+    pub ok_share: Option<f64>,
     /// The longest recovery after a heal, in seconds.
     pub recovery: Option<f64>,
     /// Heals after which no op succeeded before the run ended.
@@ -258,6 +267,8 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
                     stop: w.stop.map(since_start),
                     recovery: w.recovery.map(|r| r as f64 / 1e9),
                     downtime: w.downtime.clone(),
+                    completed: w.completed,
+                    ok: w.ok,
                 })
                 .collect()
         })
@@ -294,6 +305,7 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
         throughput,
         latency,
         availability: report.and_then(|r| r.availability),
+        ok_share: report.and_then(|r| r.ok_share),
         recovery: healed.iter().filter_map(|w| w.recovery).reduce(f64::max),
         unrecovered: healed.iter().filter(|w| w.recovery.is_none()).count(),
         election_timeout_ms: report.and_then(|r| r.election_timeout_ms),
@@ -407,6 +419,7 @@ pub fn test_figures(name: &str) -> RunFigures {
         throughput: Some(10.0),
         latency: vec![],
         availability: Some(1.0),
+        ok_share: Some(1.0),
         recovery: None,
         unrecovered: 0,
         election_timeout_ms: None,

@@ -49,6 +49,7 @@ impl Decimator {
 #[derive(Clone, Default)]
 struct Bucket {
     ok: u64,
+    mismatch: u64,
     fail: u64,
     info: u64,
     latency: Option<Histogram<u64>>,
@@ -57,6 +58,7 @@ struct Bucket {
 impl Bucket {
     fn absorb(&mut self, other: Bucket) {
         self.ok += other.ok;
+        self.mismatch += other.mismatch;
         self.fail += other.fail;
         self.info += other.info;
         if let Some(h) = other.latency {
@@ -94,6 +96,8 @@ pub struct ReportBuilder {
     operations: u64,
     completed: u64,
     ok: u64,
+    /// Completed cas ops that compared and found another value.
+    mismatch: u64,
     counts: BTreeMap<String, BTreeMap<String, u64>>,
     /// (f, outcome, latency): a handful, so a scan beats hashing strings.
     histograms: Vec<(String, &'static str, Histogram<u64>)>,
@@ -145,6 +149,7 @@ impl ReportBuilder {
             operations: 0,
             completed: 0,
             ok: 0,
+            mismatch: 0,
             counts: BTreeMap::new(),
             histograms: Vec::new(),
             bucket_ns: 1_000_000_000,
@@ -216,13 +221,15 @@ impl ReportBuilder {
             }
             Process::Client(p) => {
                 if let Some((f, invoke)) = self.open.remove(&p) {
-                    self.complete(&f, invoke, e.time, e.kind);
+                    let mismatch = e.kind == EventType::Fail && e.says_mismatch();
+                    self.complete(&f, invoke, e.time, e.kind, mismatch);
                 }
             }
         }
     }
 
-    fn complete(&mut self, f: &Fun, invoke: u64, done: u64, kind: EventType) {
+    /// `mismatch`: a failed cas that compared and found another value.
+    fn complete(&mut self, f: &Fun, invoke: u64, done: u64, kind: EventType, mismatch: bool) {
         let outcome = outcome_name(kind);
         self.count(f, outcome);
         let latency = done.saturating_sub(invoke).max(1);
@@ -244,6 +251,7 @@ impl ReportBuilder {
             EventType::Fail => b.fail += 1,
             _ => b.info += 1,
         }
+        b.mismatch += u64::from(mismatch);
         b.latency
             .get_or_insert_with(histogram)
             .saturating_record(latency);
@@ -253,6 +261,7 @@ impl ReportBuilder {
             outcome: kind,
         };
         self.completed += 1;
+        self.mismatch += u64::from(mismatch);
         if kind == EventType::Ok {
             self.ok += 1;
             self.ok_samples.push(sample);
@@ -283,6 +292,7 @@ impl ReportBuilder {
             let (w, track) = (&mut self.windows[w], &mut self.tracks[w]);
             if w.start <= done {
                 w.completed += 1;
+                w.mismatch += u64::from(mismatch);
                 if kind == EventType::Ok {
                     w.ok += 1;
                     track.gap = track.gap.max(done.saturating_sub(track.last_ok));
@@ -331,7 +341,9 @@ impl ReportBuilder {
                 stop: None,
                 completed: 0,
                 ok: 0,
+                mismatch: 0,
                 availability: None,
+                ok_share: None,
                 recovery: None,
                 downtime: None,
             });
@@ -382,7 +394,9 @@ impl ReportBuilder {
                     ok: b.ok,
                     fail: b.fail,
                     info: b.info,
-                    availability: (n > 0).then(|| b.ok as f64 / n as f64),
+                    mismatch: b.mismatch,
+                    availability: share(b.ok + b.mismatch, n),
+                    ok_share: share(b.ok, n),
                     p50: q(|h| h.value_at_quantile(0.5)),
                     p99: q(|h| h.value_at_quantile(0.99)),
                     max: q(|h| h.max()),
@@ -411,7 +425,8 @@ impl ReportBuilder {
         let unit = self.election_timeout_ms;
         let elections = |ms: f64| unit.map(|u| ms / u);
         for (w, track) in self.windows.iter_mut().zip(&self.tracks) {
-            w.availability = (w.completed > 0).then(|| w.ok as f64 / w.completed as f64);
+            w.availability = share(w.ok + w.mismatch, w.completed);
+            w.ok_share = share(w.ok, w.completed);
             // A window never stopped runs to the end of the history.
             let gap = match w.stop {
                 Some(_) => track.gap,
@@ -446,13 +461,19 @@ impl ReportBuilder {
                 seconds: (b - a) as f64 / 1e9,
             }),
             election_timeout_ms: unit,
-            availability: (self.completed > 0).then(|| self.ok as f64 / self.completed as f64),
+            availability: share(self.ok + self.mismatch, self.completed),
+            ok_share: share(self.ok, self.completed),
             start,
             end,
             samples,
             histograms,
         }
     }
+}
+
+/// `part / whole`; `None` for nothing at all.
+fn share(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 / whole as f64)
 }
 
 /// Computes the report of a whole history in memory.
@@ -533,6 +554,49 @@ mod tests {
         assert_eq!((gap.start, gap.end), (s / 10, 4 * s));
         assert_eq!(r.availability, Some(2.0 / 3.0));
         assert!(hgrm(&r.histograms[&("read".into(), "ok".into())]).contains("Total count"));
+    }
+
+    /// Availability counts what the system answered: ok, and a cas that
+    /// compared and found another value; timeouts, refusals (never
+    /// proposed) and other failures count against it. The plain ok share
+    /// stays beside it.
+    #[test]
+    fn a_cas_mismatch_is_an_answer_and_a_refusal_or_timeout_is_not() {
+        let c = Process::Client;
+        let done = |t, kind, f: Fun, mismatch, not_proposed| Event {
+            mismatch,
+            not_proposed,
+            ..ev(t, c(1), kind, f)
+        };
+        let mut events = Vec::new();
+        let outcomes = [
+            (EventType::Ok, Fun::Write, false, false),
+            (EventType::Fail, Fun::Cas, true, false), // mismatch: an answer
+            (EventType::Fail, Fun::Cas, false, true), // never proposed
+            (EventType::Info, Fun::Write, false, false), // timed out
+        ];
+        for (i, (kind, f, mismatch, refused)) in outcomes.into_iter().enumerate() {
+            let t = i as u64 * 10;
+            events.push(ev(t, c(1), EventType::Invoke, f.clone()));
+            events.push(done(t + 5, kind, f, mismatch, refused));
+        }
+        let r = report(&History::new(events));
+        assert_eq!(r.availability, Some(0.5));
+        assert_eq!(r.ok_share, Some(0.25));
+        let second = &r.seconds[0];
+        assert_eq!(
+            (second.mismatch, second.availability, second.ok_share),
+            (1, Some(0.5), Some(0.25))
+        );
+        // Synod's own histories from before the `mismatch` field say it in
+        // the error; that reads the same.
+        let mut old = done(5, EventType::Fail, Fun::Cas, false, false);
+        old.error = Some("cas-mismatch: the key holds 3".into());
+        let r = report(&History::new(vec![
+            ev(0, c(1), EventType::Invoke, Fun::Cas),
+            old,
+        ]));
+        assert_eq!((r.availability, r.ok_share), (Some(1.0), Some(0.0)));
     }
 
     const MS: u64 = 1_000_000;

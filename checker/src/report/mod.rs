@@ -58,12 +58,23 @@ pub struct Second {
     pub ok: u64,
     pub fail: u64,
     pub info: u64,
-    /// ok / (ok + fail + info); `None` if nothing completed.
+    /// Of `fail`, cas ops that compared and found another value: answers.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mismatch: u64,
+    /// (ok + mismatch) / (ok + fail + info): the share the system
+    /// answered ([`Report::availability`]); `None` if nothing completed.
     pub availability: Option<f64>,
+    /// ok / (ok + fail + info): the plain ok share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok_share: Option<f64>,
     /// Latency quantiles (ms) of the ops completing in this second.
     pub p50: Option<f64>,
     pub p99: Option<f64>,
     pub max: Option<f64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A fault the nemesis started (and maybe stopped).
@@ -76,7 +87,15 @@ pub struct FaultWindow {
     pub stop: Option<u64>,
     pub completed: u64,
     pub ok: u64,
+    /// Completed cas ops that compared and found another value.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mismatch: u64,
+    /// (ok + mismatch) / completed ([`Report::availability`]).
     pub availability: Option<f64>,
+    /// ok / completed: the plain ok share (absent in `results.json`
+    /// written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok_share: Option<f64>,
     /// From the stop to the first `ok` completion after it (ns).
     pub recovery: Option<u64>,
     /// How long the fault kept clients from succeeding, measured from its
@@ -147,8 +166,16 @@ pub struct Report {
     /// caller knew it (`synod run` does for Synod nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election_timeout_ms: Option<f64>,
-    /// Overall share of completed ops that are ok.
+    /// Overall share of completed ops the system answered: `ok`, plus
+    /// the definite answers of the state machine (a cas that compared and
+    /// found another value). Timeouts (`info`), refusals (`not-proposed`)
+    /// and every other failure count against it. (Before this figure,
+    /// `results.json` had the plain ok share here.)
     pub availability: Option<f64>,
+    /// Overall share of completed ops that are `ok` (absent in
+    /// `results.json` written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok_share: Option<f64>,
     /// Time of the first and last event (ns).
     pub start: u64,
     pub end: u64,

@@ -156,6 +156,13 @@ pub(super) fn rows(runs: &[RunFigures]) -> Vec<Row> {
             .collect(),
     });
     out.push(Row {
+        label: "ok share %".into(),
+        cells: runs
+            .iter()
+            .map(|r| (fmt_opt(r.ok_share.map(|a| a * 100.0), 2), None))
+            .collect(),
+    });
+    out.push(Row {
         label: PEER_ROW.into(),
         cells: runs
             .iter()

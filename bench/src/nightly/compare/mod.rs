@@ -26,10 +26,14 @@
 //! - `changes`: the table's rows and what is beyond noise.
 //! - `pages`: `compare.md` and `compare.html`.
 //! - `plots`: the overlaid SVG plots.
+//! - `versus`: for runs that cross configurations with faults (a suite's),
+//!   availability in the fault windows and down-time, a bar per
+//!   configuration grouped by fault.
 
 mod changes;
 mod pages;
 mod plots;
+mod versus;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,11 +96,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
 /// Writes the comparison of `runs` into `out`; returns the files written.
 pub fn write(runs: &[RunFigures], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let plots = [
-        ("latency", latency_plot(runs)),
-        ("throughput", throughput_plot(runs)),
-        ("availability", availability_plot(runs)),
-    ];
+    let plots = all_plots(runs);
     let mut files = Vec::new();
     for (name, svg) in &plots {
         let p = out.join(format!("compare-{name}.svg"));
@@ -121,10 +121,18 @@ pub fn write(runs: &[RunFigures], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// The comparison as one self-contained page; `link` gives each run's
 /// report URL.
 pub fn page(runs: &[RunFigures], link: &dyn Fn(&RunFigures) -> String) -> String {
-    let plots = [
+    html(runs, &all_plots(runs), link)
+}
+
+/// Every plot of a comparison: the by-fault bars first where the runs
+/// cross configurations with faults, then the overlays.
+fn all_plots(runs: &[RunFigures]) -> Vec<(&'static str, String)> {
+    let mut plots: Vec<(&'static str, String)> =
+        versus::by_fault(runs).map(Vec::from).unwrap_or_default();
+    plots.extend([
         ("latency", latency_plot(runs)),
         ("throughput", throughput_plot(runs)),
         ("availability", availability_plot(runs)),
-    ];
-    html(runs, &plots, link)
+    ]);
+    plots
 }

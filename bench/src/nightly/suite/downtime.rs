@@ -165,6 +165,8 @@ mod tests {
                 longest_gap_ms: gap,
                 longest_gap_elections: e(gap),
             }),
+            completed: 0,
+            ok: 0,
         }
     }
 

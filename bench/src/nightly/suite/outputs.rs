@@ -199,8 +199,8 @@ pub fn table(results: &[RunResult]) -> String {
         s += &format!(" {:>17}", format!("{f} p50/p99 ms"));
     }
     s += &format!(
-        " {:>7} {:>10} {:>20} {:>12}\n",
-        "avail", "recovery", "worst down-time", "peer msgs/op"
+        " {:>7} {:>7} {:>10} {:>20} {:>12}\n",
+        "avail", "ok", "recovery", "worst down-time", "peer msgs/op"
     );
     let teeth = results.iter().any(|r| r.expect == Expect::Invalid);
     for r in results {
@@ -218,6 +218,7 @@ pub fn table(results: &[RunResult]) -> String {
                     s += &format!(" {cell:>17}");
                 }
                 let avail = fmt_opt(f.availability.map(|a| a * 100.0), 1);
+                let ok = fmt_opt(f.ok_share.map(|a| a * 100.0), 1);
                 let rec = match (f.recovery, f.unrecovered) {
                     (_, n) if n > 0 => format!("never({n})"),
                     (Some(r), _) => format!("{r:.2} s"),
@@ -232,7 +233,7 @@ pub fn table(results: &[RunResult]) -> String {
                 if r.downtime_breach.is_some() {
                     down.push_str(" *");
                 }
-                s += &format!(" {:>6}% {rec:>10} {down:>20} {msgs:>12}\n", avail);
+                s += &format!(" {avail:>6}% {ok:>6}% {rec:>10} {down:>20} {msgs:>12}\n");
             }
             None => s += "  (no figures)\n",
         }
@@ -315,6 +316,9 @@ fn properties(r: &RunResult) -> String {
     }
     if let Some(p) = f.p99() {
         props.push(("p99_ms", format!("{p:.3}")));
+    }
+    if let Some(a) = f.ok_share {
+        props.push(("ok_share", format!("{a:.5}")));
     }
     if let Some(a) = f.availability {
         props.push(("availability", format!("{a:.5}")));
