@@ -49,11 +49,14 @@ pub struct Window {
     /// The checker's down-time of the window (from its start); `None` in
     /// runs judged before it was measured.
     pub downtime: Option<Downtime>,
-    /// Ops completed inside the window, and how many of them ok.
+    /// Ops completed inside the window, how many of them ok, and how many
+    /// cas ops the state machine answered with a mismatch.
     #[serde(default)]
     pub completed: u64,
     #[serde(default)]
     pub ok: u64,
+    #[serde(default)]
+    pub mismatch: u64,
 }
 
 impl Window {
@@ -269,6 +272,7 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
                     downtime: w.downtime.clone(),
                     completed: w.completed,
                     ok: w.ok,
+                    mismatch: w.mismatch,
                 })
                 .collect()
         })

@@ -6,9 +6,9 @@
 //! A run's fault is its `--nemesis` value; its configuration is its series
 //! name without the fault (`versus-paxos-3-kill-leader` is `versus-paxos-3`
 //! under `kill:leader`), as `synod suite` names runs. Availability here is
-//! pooled over the run's fault windows (ok completions over completions
-//! inside them), not over the whole run, whose quiet stretches would hide
-//! a protocol that blocks.
+//! pooled over the run's fault windows (ok completions and cas mismatches
+//! over completions inside them), not over the whole run, whose quiet
+//! stretches would hide a protocol that blocks.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -22,7 +22,7 @@ use super::super::figures::RunFigures;
 struct Bar {
     config: String,
     fault: String,
-    /// ok / completed inside the fault windows.
+    /// (ok + cas mismatches) / completed inside the fault windows.
     availability: Option<f64>,
     /// The worst down-time of the windows (ms), and in election timeouts.
     downtime_ms: Option<f64>,
@@ -55,15 +55,15 @@ fn bars(runs: &[RunFigures]) -> Vec<Bar> {
     runs.iter()
         .map(|r| {
             let fault = fault_of(r);
-            let (ok, completed) = r
+            let (answered, completed) = r
                 .windows
                 .iter()
-                .fold((0, 0), |(o, c), w| (o + w.ok, c + w.completed));
+                .fold((0, 0), |(a, c), w| (a + w.ok + w.mismatch, c + w.completed));
             let worst = r.worst_downtime();
             Bar {
                 config: config_of(r, &fault),
                 fault,
-                availability: (completed > 0).then(|| ok as f64 / completed as f64),
+                availability: (completed > 0).then(|| answered as f64 / completed as f64),
                 downtime_ms: worst.map(|(ms, _)| ms),
                 downtime_elections: worst.and_then(|(_, e)| e),
                 never: r.never_resumed() > 0,
@@ -86,7 +86,7 @@ pub fn by_fault(runs: &[RunFigures]) -> Option<[(&'static str, String); 2]> {
         return None;
     }
     let availability = chart(
-        "ok share of completions during the fault windows (%)",
+        "availability during the fault windows (%: ok or cas mismatch, of completed)",
         &faults,
         &configs,
         &bars,

@@ -167,6 +167,7 @@ mod tests {
             }),
             completed: 0,
             ok: 0,
+            mismatch: 0,
         }
     }
 
