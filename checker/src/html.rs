@@ -149,6 +149,38 @@ pub fn report_page_with(
         section.render(&mut b);
     }
 
+    if !report.by_node.is_empty() {
+        b.push_str("<h2>By node</h2><p>Completions by the node the client spoke to; latency of the ok ones. A slow node, or a leader every request is forwarded to, stands out here.</p><table><tr><th>node</th><th>completed</th><th>ok</th><th>ok share</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>");
+        for n in &report.by_node {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+                escape(&n.node),
+                n.completed,
+                n.ok,
+                opt((n.completed > 0).then(|| n.ok as f64 / n.completed as f64), 100.0, "%"),
+                n.p50,
+                n.p99,
+                n.max
+            );
+        }
+        b.push_str("</table>");
+    }
+    if !report.by_type.is_empty() {
+        b.push_str("<h2>Throughput by operation</h2><table><tr><th>f</th><th>ok</th><th>ok/s over the run</th><th>ok/s in the busiest second</th></tr>");
+        for t in &report.by_type {
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td></tr>",
+                escape(&t.f),
+                t.ok,
+                t.ok_per_second,
+                t.peak_per_second
+            );
+        }
+        b.push_str("</table>");
+    }
+
     b.push_str("<h2>Latency (ms)</h2><table><tr><th>f</th><th>outcome</th><th>count</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
     for l in &report.latency {
         let _ = write!(
@@ -216,6 +248,7 @@ pub fn report_page_with(
         plots::latency_scatter(report),
         plots::latency_quantiles(report),
         plots::throughput(report),
+        plots::throughput_by_type(report),
         plots::availability(report),
     ] {
         let _ = writeln!(b, "<div>{svg}</div>");

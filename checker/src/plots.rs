@@ -222,13 +222,57 @@ pub fn throughput(r: &Report) -> String {
     )
 }
 
-/// Share of completions that are ok, per second.
+/// Share of completions the system answered, and the plain ok share, per
+/// second.
 pub fn availability(r: &Report) -> String {
     lines(
         r,
-        "Availability (share of completed ops that are ok)",
-        "ok / completed",
+        "Availability (answered: ok or cas mismatch) and ok share",
+        "share of completed",
         1.05,
-        &[("availability", OK, &|s| s.availability)],
+        &[
+            ("availability", OK, &|s| s.availability),
+            ("ok share", INFO, &|s| s.ok_share),
+        ],
+    )
+}
+
+/// ok completions per second by operation type.
+pub fn throughput_by_type(r: &Report) -> String {
+    let fs: Vec<&str> = r.by_type.iter().map(|t| t.f.as_str()).collect();
+    let y_max = r
+        .by_type
+        .iter()
+        .map(|t| t.peak_per_second)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let getters: Vec<Box<dyn Fn(&Second) -> Option<f64>>> = fs
+        .iter()
+        .map(|&f| {
+            let f = f.to_string();
+            Box::new(move |s: &Second| Some(s.ok_by_f.get(&f).copied().unwrap_or(0) as f64))
+                as Box<dyn Fn(&Second) -> Option<f64>>
+        })
+        .collect();
+    let series: Vec<Series<'_>> = fs
+        .iter()
+        .zip(&getters)
+        .enumerate()
+        .map(|(i, (&f, g))| {
+            (
+                f,
+                crate::palette::RUNS[i % crate::palette::RUNS.len()],
+                g.as_ref(),
+            )
+        })
+        .collect();
+    lines(
+        r,
+        "Throughput by operation (ok per second)",
+        "ok/s",
+        y_max,
+        &series,
     )
 }

@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use super::{ms, Downtime, FaultWindow, LatencyRow, Outage, Report, Sample, Second, MAX_SAMPLES};
+use super::{
+    ms, Downtime, FaultWindow, LatencyRow, NodeRow, Outage, Report, Sample, Second, TypeRow,
+    MAX_SAMPLES,
+};
 use crate::fxhash::FxHashMap;
 use crate::history::{Event, EventType, Fun, History, Process};
 
@@ -52,7 +55,17 @@ struct Bucket {
     mismatch: u64,
     fail: u64,
     info: u64,
+    /// ok completions by operation: a handful, so a scan.
+    ok_by_f: Vec<(String, u64)>,
     latency: Option<Histogram<u64>>,
+}
+
+/// Adds `n` to `name`'s count in a short list.
+fn bump(list: &mut Vec<(String, u64)>, name: &str, n: u64) {
+    match list.iter_mut().find(|(f, _)| f == name) {
+        Some((_, c)) => *c += n,
+        None => list.push((name.to_string(), n)),
+    }
 }
 
 impl Bucket {
@@ -61,6 +74,9 @@ impl Bucket {
         self.mismatch += other.mismatch;
         self.fail += other.fail;
         self.info += other.info;
+        for (f, n) in other.ok_by_f {
+            bump(&mut self.ok_by_f, &f, n);
+        }
         if let Some(h) = other.latency {
             match &mut self.latency {
                 Some(mine) => {
@@ -98,6 +114,8 @@ pub struct ReportBuilder {
     ok: u64,
     /// Completed cas ops that compared and found another value.
     mismatch: u64,
+    /// Per node the client spoke to: completed, ok, latency of the ok ops.
+    nodes: Vec<(String, u64, u64, Histogram<u64>)>,
     counts: BTreeMap<String, BTreeMap<String, u64>>,
     /// (f, outcome, latency): a handful, so a scan beats hashing strings.
     histograms: Vec<(String, &'static str, Histogram<u64>)>,
@@ -150,6 +168,7 @@ impl ReportBuilder {
             completed: 0,
             ok: 0,
             mismatch: 0,
+            nodes: Vec::new(),
             counts: BTreeMap::new(),
             histograms: Vec::new(),
             bucket_ns: 1_000_000_000,
@@ -223,8 +242,28 @@ impl ReportBuilder {
                 if let Some((f, invoke)) = self.open.remove(&p) {
                     let mismatch = e.kind == EventType::Fail && e.says_mismatch();
                     self.complete(&f, invoke, e.time, e.kind, mismatch);
+                    if let Some(node) = &e.node {
+                        self.at_node(node, e.kind, e.time.saturating_sub(invoke).max(1));
+                    }
                 }
             }
+        }
+    }
+
+    /// One completion at `node`.
+    fn at_node(&mut self, node: &str, kind: EventType, latency: u64) {
+        let i = match self.nodes.iter().position(|(n, ..)| n == node) {
+            Some(i) => i,
+            None => {
+                self.nodes.push((node.to_string(), 0, 0, histogram()));
+                self.nodes.len() - 1
+            }
+        };
+        let (_, completed, ok, h) = &mut self.nodes[i];
+        *completed += 1;
+        if kind == EventType::Ok {
+            *ok += 1;
+            h.saturating_record(latency);
         }
     }
 
@@ -247,7 +286,10 @@ impl ReportBuilder {
         }
         let b = self.bucket(done);
         match kind {
-            EventType::Ok => b.ok += 1,
+            EventType::Ok => {
+                b.ok += 1;
+                bump(&mut b.ok_by_f, f.as_str(), 1);
+            }
             EventType::Fail => b.fail += 1,
             _ => b.info += 1,
         }
@@ -397,6 +439,7 @@ impl ReportBuilder {
                     mismatch: b.mismatch,
                     availability: share(b.ok + b.mismatch, n),
                     ok_share: share(b.ok, n),
+                    ok_by_f: b.ok_by_f.iter().cloned().collect(),
                     p50: q(|h| h.value_at_quantile(0.5)),
                     p99: q(|h| h.value_at_quantile(0.99)),
                     max: q(|h| h.max()),
@@ -449,7 +492,52 @@ impl ReportBuilder {
             .map(|(_, s)| s)
             .collect();
         samples.sort_by_key(|s| s.complete);
+        let mut by_type: Vec<TypeRow> = Vec::new();
+        for b in &self.buckets {
+            for (f, n) in &b.ok_by_f {
+                match by_type.iter_mut().find(|t| &t.f == f) {
+                    Some(t) => {
+                        t.ok += n;
+                        t.peak_per_second = t.peak_per_second.max(*n / width_s.max(1));
+                    }
+                    None => by_type.push(TypeRow {
+                        f: f.clone(),
+                        ok: *n,
+                        ok_per_second: 0.0,
+                        peak_per_second: *n / width_s.max(1),
+                    }),
+                }
+            }
+        }
+        let run_s = (end.saturating_sub(start) as f64 / 1e9).max(1e-9);
+        for t in &mut by_type {
+            t.ok_per_second = t.ok as f64 / run_s;
+        }
+        by_type.sort_by(|a, b| a.f.cmp(&b.f));
+        let mut by_node: Vec<NodeRow> = self
+            .nodes
+            .iter()
+            .map(|(node, completed, ok, h)| NodeRow {
+                node: node.clone(),
+                completed: *completed,
+                ok: *ok,
+                p50: if *ok > 0 {
+                    ms(h.value_at_quantile(0.5))
+                } else {
+                    0.0
+                },
+                p99: if *ok > 0 {
+                    ms(h.value_at_quantile(0.99))
+                } else {
+                    0.0
+                },
+                max: if *ok > 0 { ms(h.max()) } else { 0.0 },
+            })
+            .collect();
+        by_node.sort_by(|a, b| a.node.cmp(&b.node));
         Report {
+            by_node,
+            by_type,
             operations: self.operations,
             counts: self.counts,
             latency,
@@ -597,6 +685,47 @@ mod tests {
             old,
         ]));
         assert_eq!((r.availability, r.ok_share), (Some(1.0), Some(0.0)));
+    }
+
+    /// Latency by the node the client spoke to, and throughput by type.
+    #[test]
+    fn nodes_and_operation_types_are_reported_apart() {
+        let c = Process::Client;
+        let at = |t, kind, f: Fun, node: &str| Event {
+            node: Some(node.into()),
+            ..ev(t, c(1), kind, f)
+        };
+        let s = 1_000_000_000u64;
+        let h = History::new(vec![
+            ev(0, c(1), EventType::Invoke, Fun::Read),
+            at(2 * MS, EventType::Ok, Fun::Read, "n1"),
+            ev(10 * MS, c(1), EventType::Invoke, Fun::Write),
+            at(50 * MS, EventType::Ok, Fun::Write, "n2"),
+            ev(s, c(1), EventType::Invoke, Fun::Read),
+            at(s + 3 * MS, EventType::Ok, Fun::Read, "n1"),
+            ev(s + 10 * MS, c(1), EventType::Invoke, Fun::Write),
+            at(s + 20 * MS, EventType::Info, Fun::Write, "n2"),
+            ev(2 * s, c(1), EventType::Invoke, Fun::Read),
+            at(2 * s + MS, EventType::Ok, Fun::Read, "n1"),
+        ]);
+        let r = report(&h);
+        let n: Vec<(&str, u64, u64)> = r
+            .by_node
+            .iter()
+            .map(|n| (n.node.as_str(), n.completed, n.ok))
+            .collect();
+        assert_eq!(n, [("n1", 3, 3), ("n2", 2, 1)]);
+        // n2's one ok took 40 ms; n1's at most 3.
+        assert!((r.by_node[1].p50 - 40.0).abs() < 0.1, "{:?}", r.by_node);
+        assert!(r.by_node[0].max < 3.1, "{:?}", r.by_node);
+        let t: Vec<(&str, u64, u64)> = r
+            .by_type
+            .iter()
+            .map(|t| (t.f.as_str(), t.ok, t.peak_per_second))
+            .collect();
+        assert_eq!(t, [("read", 3, 1), ("write", 1, 1)]);
+        assert_eq!(r.seconds[0].ok_by_f.get("write"), Some(&1));
+        assert_eq!(r.seconds[1].ok_by_f.get("write"), None);
     }
 
     const MS: u64 = 1_000_000;

@@ -67,6 +67,10 @@ pub struct Second {
     /// ok / (ok + fail + info): the plain ok share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ok_share: Option<f64>,
+    /// ok completions by operation (`read`, `write`, ...): throughput by
+    /// type.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ok_by_f: BTreeMap<String, u64>,
     /// Latency quantiles (ms) of the ops completing in this second.
     pub p50: Option<f64>,
     pub p99: Option<f64>,
@@ -75,6 +79,29 @@ pub struct Second {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Completions at one node (the node the client spoke to, as the history
+/// names it): a slow node or a hot leader shows here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NodeRow {
+    pub node: String,
+    pub completed: u64,
+    pub ok: u64,
+    /// Latency of the node's ok ops (ms).
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+/// One operation type's throughput over the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TypeRow {
+    pub f: String,
+    pub ok: u64,
+    /// ok per second of the run, and in its busiest second.
+    pub ok_per_second: f64,
+    pub peak_per_second: u64,
 }
 
 /// A fault the nemesis started (and maybe stopped).
@@ -172,6 +199,13 @@ pub struct Report {
     /// and every other failure count against it. (Before this figure,
     /// `results.json` had the plain ok share here.)
     pub availability: Option<f64>,
+    /// Completions by the node the client spoke to; empty where the
+    /// history does not say (imports).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_node: Vec<NodeRow>,
+    /// Throughput by operation type.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_type: Vec<TypeRow>,
     /// Overall share of completed ops that are `ok` (absent in
     /// `results.json` written before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
