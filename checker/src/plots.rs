@@ -237,6 +237,9 @@ pub fn availability(r: &Report) -> String {
     )
 }
 
+/// A value each second, owned.
+type PerSecond = Box<dyn Fn(&Second) -> Option<f64>>;
+
 /// ok completions per second by operation type.
 pub fn throughput_by_type(r: &Report) -> String {
     let fs: Vec<&str> = r.by_type.iter().map(|t| t.f.as_str()).collect();
@@ -248,12 +251,12 @@ pub fn throughput_by_type(r: &Report) -> String {
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
-    let getters: Vec<Box<dyn Fn(&Second) -> Option<f64>>> = fs
+    let getters: Vec<PerSecond> = fs
         .iter()
         .map(|&f| {
             let f = f.to_string();
             Box::new(move |s: &Second| Some(s.ok_by_f.get(&f).copied().unwrap_or(0) as f64))
-                as Box<dyn Fn(&Second) -> Option<f64>>
+                as PerSecond
         })
         .collect();
     let series: Vec<Series<'_>> = fs

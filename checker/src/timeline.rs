@@ -326,7 +326,13 @@ impl Timeline {
             );
         }
         b.push_str("faults shaded; hover a bar for its values.</p>");
-        for e in &checked.explanations {
+        // The earliest violations, a few: a run with hundreds of bad keys
+        // must still show its timeline on the first screen.
+        let mut shown: Vec<_> = checked.explanations.iter().collect();
+        shown.sort_by_key(|e| e.failing.call);
+        let more = shown.len().saturating_sub(3);
+        shown.truncate(3);
+        for e in shown {
             let f = &e.failing;
             let shown = if w.overlaps(f.call, f.ret) {
                 "outlined in black below"
@@ -340,6 +346,12 @@ impl Timeline {
                 escape(&f.description),
                 f.process,
                 rel(f.call)
+            );
+        }
+        if more > 0 {
+            let _ = writeln!(
+                b,
+                "<p class=\"invalid\">... and {more} more keys that cannot be linearized: see <a href=\"explanation.html\">the explanation</a>.</p>"
             );
         }
         let _ = write!(
