@@ -314,9 +314,15 @@ fn chart(
     let every = nights.len().div_ceil(8).max(1);
     for (i, n) in nights.iter().enumerate() {
         if i % every == 0 || i + 1 == nights.len() {
+            // The first and last labels hang inwards, to stay inside.
+            let anchor = match i {
+                0 if nights.len() > 1 => "start",
+                _ if i + 1 == nights.len() && nights.len() > 1 => "end",
+                _ => "middle",
+            };
             let _ = write!(
                 s,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{}</text>",
+                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\" fill=\"#666\">{}</text>",
                 x(i),
                 height - bottom + 16.0,
                 escape(n)
