@@ -6,94 +6,14 @@
 //! its down-time and the bound), and the suite exits as for an invalid
 //! run; the generous one passes.
 
-use std::path::PathBuf;
+#[path = "support/bins.rs"]
+mod bins;
+#[path = "support/xml.rs"]
+mod xml;
+
+use bins::{fake_node, synod_bin};
 use std::process::Command;
-
-fn synod_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_synod"))
-}
-
-fn fake_node() -> PathBuf {
-    let p = synod_bin()
-        .parent()
-        .expect("the binary has a directory")
-        .join("examples")
-        .join("fake_node");
-    // A build step missing is not a facility the machine lacks: fail.
-    assert!(
-        p.is_file(),
-        "the fake node is not built at {} (cargo build -p synod-bench --examples, or run \
-         `cargo test -p synod-bench` without a --test filter)",
-        p.display()
-    );
-    p
-}
-
-/// Tags nest and close, attribute values are quoted, and no raw `<` or
-/// `&` (outside an entity) is left in text or values.
-fn well_formed(xml: &str) -> Result<(), String> {
-    let body = xml
-        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
-        .ok_or("no XML declaration")?;
-    let entity = |rest: &str| {
-        ["&amp;", "&lt;", "&gt;", "&quot;", "&#39;", "&apos;"]
-            .iter()
-            .any(|e| rest.starts_with(e))
-    };
-    let mut stack: Vec<String> = Vec::new();
-    let mut rest = body;
-    while let Some(i) = rest.find(['<', '&']) {
-        if rest[i..].starts_with('&') {
-            if !entity(&rest[i..]) {
-                return Err(format!("raw & at {:?}", &rest[i..]));
-            }
-            rest = &rest[i + 1..];
-            continue;
-        }
-        let end = rest[i..].find('>').ok_or("unclosed tag")? + i;
-        let tag = &rest[i + 1..end];
-        if tag.contains('<') {
-            return Err(format!("raw < inside a tag: {tag:?}"));
-        }
-        if let Some(name) = tag.strip_prefix('/') {
-            match stack.pop() {
-                Some(open) if open == name => {}
-                other => return Err(format!("</{name}> closes {other:?}")),
-            }
-        } else {
-            let self_closing = tag.ends_with('/');
-            let inner = tag.trim_end_matches('/');
-            let name = inner
-                .split_whitespace()
-                .next()
-                .ok_or("empty tag")?
-                .to_string();
-            let mut attrs = inner[name.len()..].trim();
-            while !attrs.is_empty() {
-                let eq = attrs
-                    .find("=\"")
-                    .ok_or(format!("unquoted attribute in {tag:?}"))?;
-                let end = attrs[eq + 2..].find('"').ok_or("unterminated value")? + eq + 2;
-                let value = &attrs[eq + 2..end];
-                for (j, _) in value.match_indices('&') {
-                    if !entity(&value[j..]) {
-                        return Err(format!("raw & in attribute {value:?}"));
-                    }
-                }
-                attrs = attrs[end + 1..].trim_start();
-            }
-            if !self_closing {
-                stack.push(name);
-            }
-        }
-        rest = &rest[end + 1..];
-    }
-    if stack.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("unclosed {stack:?}"))
-    }
-}
+use xml::well_formed;
 
 const SUITE: &str = r#"
 name = "down"

@@ -8,28 +8,12 @@
 mod browser;
 mod serve_support;
 
-use std::path::{Path, PathBuf};
+#[path = "support/bins.rs"]
+mod bins;
+
+use bins::{fake_node, synod_bin};
+use std::path::Path;
 use std::process::Command;
-
-fn synod_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_synod"))
-}
-
-fn fake_node() -> PathBuf {
-    let p = synod_bin()
-        .parent()
-        .expect("the binary has a directory")
-        .join("examples")
-        .join("fake_node");
-    // A build step missing is not a facility the machine lacks: fail.
-    assert!(
-        p.is_file(),
-        "the fake node is not built at {} (cargo build -p synod-bench --examples, or run \
-         `cargo test -p synod-bench` without a --test filter)",
-        p.display()
-    );
-    p
-}
 
 const SUITE: &str = r#"
 name = "night"
