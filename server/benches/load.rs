@@ -15,6 +15,12 @@
 //! comparisons of two builds on the same machine state);
 //! `SYNOD_LOAD_FSYNC=never` shows the floor without the disk.
 //!
+//! Each phase also prints its cost: the CPU time of all three nodes
+//! (utime + stime from `/proc/PID/stat`, every thread) over the operations
+//! it completed, and the same for this bench's own client. On a shared
+//! machine, CPU per op holds from run to run where wall-clock figures do
+//! not.
+//!
 //! `cargo bench -p synod-server --bench load`
 
 use std::collections::BTreeMap;
@@ -140,6 +146,55 @@ async fn find_leader(http: &reqwest::Client, c: &Cluster) -> usize {
     panic!("no leader in 15 s (logs in {})", c.dir.display());
 }
 
+/// CPU seconds (user + system, all threads) a process has used so far,
+/// from `/proc/PID/stat`; `None` off Linux or once it has gone.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields count from after
+    // its closing parenthesis: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
+}
+
+/// CPU seconds this process (the bench's client) has used so far.
+fn own_cpu_seconds() -> f64 {
+    cpu_seconds(std::process::id()).unwrap_or(f64::NAN)
+}
+
+/// The nodes' CPU seconds and the client's, read together.
+#[derive(Clone, Copy)]
+struct Cpu {
+    nodes: f64,
+    client: f64,
+}
+
+impl Cpu {
+    fn now(c: &Cluster) -> Cpu {
+        Cpu {
+            nodes: c
+                .children
+                .iter()
+                .map(|ch| cpu_seconds(ch.id()).unwrap_or(f64::NAN))
+                .sum(),
+            client: own_cpu_seconds(),
+        }
+    }
+
+    /// `since` to now, per op, in microseconds of CPU.
+    fn per_op(self, since: Cpu, ops: u64) -> String {
+        let per = |a: f64, b: f64| (a - b) * 1e6 / ops.max(1) as f64;
+        format!(
+            "cpu per op: nodes {:.0} us, client {:.0} us",
+            per(self.nodes, since.nodes),
+            per(self.client, since.client)
+        )
+    }
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -208,6 +263,7 @@ async fn run(secs: u64, to_leader: bool) {
 
     // 1. One client, sequential writes to the leader.
     let mut single = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let cpu0 = Cpu::now(&cluster);
     let t = Instant::now();
     let mut n = 0u64;
     while t.elapsed() < Duration::from_secs(3) || n < 500 {
@@ -237,6 +293,7 @@ async fn run(secs: u64, to_leader: bool) {
         ms(single.value_at_quantile(0.9)),
         ms(single.value_at_quantile(0.99)),
     );
+    println!("  {}", Cpu::now(&cluster).per_op(cpu0, single.len()));
 
     // 2. 64 clients, 50/50 reads and writes over 1,000 keys.
     let stop = Arc::new(AtomicBool::new(false));
@@ -281,6 +338,7 @@ async fn run(secs: u64, to_leader: bool) {
             (h, statuses)
         }));
     }
+    let cpu0 = Cpu::now(&cluster);
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stop.store(true, Ordering::Relaxed);
@@ -294,6 +352,7 @@ async fn run(secs: u64, to_leader: bool) {
         }
     }
     let elapsed = t.elapsed().as_secs_f64();
+    let cpu1 = Cpu::now(&cluster);
     let ok = all.len();
     let ops = ok as f64 / elapsed;
     println!(
@@ -311,6 +370,7 @@ async fn run(secs: u64, to_leader: bool) {
         ms(all.value_at_quantile(0.99)),
         ms(all.max()),
     );
+    println!("  {}", cpu1.per_op(cpu0, ok));
     let p99 = ms(all.value_at_quantile(0.99));
     let p50_single = ms(single.value_at_quantile(0.5));
     println!(

@@ -274,8 +274,13 @@ impl Args {
                 .parse()
                 .with_context(|| format!("--peers: `{id}` in `{part}` is not a node id"))?;
             let url = url.trim().trim_end_matches('/');
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+            // Peer links are plaintext (the cluster network is trusted
+            // with the token already).
+            let Some(addr) = url.strip_prefix("http://") else {
                 bail!("--peers: the URL of node {id} (`{url}`) must start with http://");
+            };
+            if addr.contains('/') || addr.rsplit_once(':').is_none() {
+                bail!("--peers: the URL of node {id} (`{url}`) must be http://HOST:PORT, with no path");
             }
             if id == self.id {
                 bail!("--peers lists this node ({id}) itself; list only the other nodes");

@@ -30,6 +30,7 @@ pub mod disk;
 pub mod driver;
 pub mod listen;
 pub mod metrics;
+pub mod peer_stream;
 pub mod peers;
 
 use std::process::ExitCode;
@@ -182,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let replica = Replica::recover(cfg.clone(), seed, recovered, clock.now_ms());
 
     let metrics = Arc::new(metrics::Metrics::new());
-    let listen_config = listen::Config::new(
+    let mut listen_config = listen::Config::new(
         &args,
         peer_urls.len(),
         token.as_str().into(),
@@ -239,6 +240,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         in_flight: in_flight.clone(),
         identity: Arc::new(api::Heard::new(args.data_dir.clone(), joined.identity)),
     };
+    listen_config.peer_streams = Some(state.clone());
     let app = api::router(state);
 
     tracing::info!(

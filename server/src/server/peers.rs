@@ -1,35 +1,41 @@
 //! Outgoing peer traffic: one link task per peer, each draining a bounded
-//! queue into batched `POST /peer/v1/messages` requests over a pooled
-//! HTTP/1 connection.
+//! queue into batches on a long-lived peer stream ([`super::peer_stream`]).
 //!
-//! One request is in flight per link: while it travels, new messages queue
-//! up and leave together in the next batch, so batching grows with load by
-//! itself. A full queue (a peer that is down, paused or slow) drops new
+//! A batch is every message waiting when the link gets to it (at most
+//! [`MAX_BATCH`]): under load messages queue while the previous batch is
+//! written, so batching grows with load by itself and costs an idle link
+//! nothing. A full queue (a peer that is down, paused or slow) drops new
 //! messages: Paxos tolerates loss, and memory must not grow without bound.
+//! A connection that cannot be opened, breaks, or leaves a batch
+//! unacknowledged past [`STALL`] loses what it carried and is replaced on
+//! the next message, as a lost packet would be.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use synod_node::{Message, NodeId};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
 
 use super::metrics::{kind_index, Metrics};
+use super::peer_stream::{encode_frame, read_frame, Hello, PREFACE, STALL};
 
 /// Messages waiting per link before new ones are dropped.
 const LINK_QUEUE: usize = 16_384;
-/// Most messages in one POST (bounds the body size of a batch).
+/// Most messages in one batch (bounds a frame's size).
 const MAX_BATCH: usize = 512;
-
-/// The wire format of a batch (`docs/api.md`).
-#[derive(Serialize)]
-struct BatchOut<'a> {
-    from: NodeId,
-    cluster: &'a str,
-    messages: &'a [Message],
-}
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(300);
+/// A link with nothing to send for this long closes its connection,
+/// well before the receiver's idle timeout (60 s by default) could close
+/// it under a batch about to be written.
+const IDLE_CLOSE: Duration = Duration::from_secs(20);
 
 /// Handles to every link; cheap to share with the disk thread.
 #[derive(Clone)]
@@ -47,33 +53,29 @@ impl Peers {
         token: &str,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Peers> {
-        let http = reqwest::Client::builder()
-            // Peers are on the cluster network; an environment proxy would
-            // only add a hop and a failure mode.
-            .no_proxy()
-            .connect_timeout(Duration::from_millis(300))
-            // A paused peer must not hold a link forever: its batch is lost
-            // after this, like a dropped packet.
-            .timeout(Duration::from_millis(1000))
-            // Below the receiving node's idle timeout (60 s by default), so
-            // it never closes a connection a batch is about to use.
-            .pool_idle_timeout(Duration::from_secs(20))
-            .pool_max_idle_per_host(4)
-            .tcp_nodelay(true)
-            .build()?;
-        let auth = format!("Bearer {token}");
         let mut links = BTreeMap::new();
         for (&to, url) in urls {
+            let addr = url
+                .strip_prefix("http://")
+                .ok_or_else(|| anyhow::anyhow!("the URL of node {to} ({url}) is not http://"))?;
             let (tx, rx) = mpsc::channel(LINK_QUEUE);
             links.insert(to, tx);
+            let mut hello = Vec::new();
+            encode_frame(
+                &mut hello,
+                &Hello {
+                    token: token.into(),
+                    from: me,
+                    cluster: cluster.into(),
+                },
+            )?;
             let link = Link {
-                me,
-                cluster: cluster.into(),
                 to,
-                url: format!("{url}/peer/v1/messages"),
-                auth: auth.clone(),
-                http: http.clone(),
+                addr: addr.into(),
+                hello: [PREFACE, &hello].concat(),
                 metrics: metrics.clone(),
+                failures: 0,
+                next_log: 0,
             };
             tokio::spawn(link.run(rx));
         }
@@ -97,21 +99,86 @@ impl Peers {
 }
 
 struct Link {
-    me: NodeId,
-    cluster: Arc<str>,
     to: NodeId,
-    url: String,
-    auth: String,
-    http: reqwest::Client,
+    /// `host:port` of the peer (or of the nemesis's proxy in front of it).
+    addr: String,
+    /// The preface and hello frame every connection starts with.
+    hello: Vec<u8>,
     metrics: Arc<Metrics>,
+    failures: u64,
+    next_log: u64,
+}
+
+/// One open stream: its write half, and what its acknowledgements say.
+struct Conn {
+    write: OwnedWriteHalf,
+    /// Batches written, and when each unacknowledged one was.
+    sent: u64,
+    unacked: VecDeque<(u64, Instant)>,
+    acks: Arc<Acks>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+/// Written by the task reading acknowledgements.
+#[derive(Default)]
+struct Acks {
+    acked: AtomicU64,
+    broken: AtomicBool,
+    changed: Notify,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Conn {
+    /// Resolves once the connection is of no more use: broken, or its
+    /// oldest unacknowledged batch older than [`STALL`].
+    async fn unusable(&mut self) {
+        loop {
+            let acked = self.acks.acked.load(Relaxed);
+            while self.unacked.front().is_some_and(|&(n, _)| n <= acked) {
+                self.unacked.pop_front();
+            }
+            if self.acks.broken.load(Relaxed) {
+                return;
+            }
+            match self.unacked.front() {
+                Some(&(_, at)) if at + STALL <= Instant::now() => return,
+                Some(&(_, at)) => tokio::select! {
+                    _ = tokio::time::sleep_until(at + STALL) => {}
+                    _ = self.acks.changed.notified() => {}
+                },
+                None => self.acks.changed.notified().await,
+            }
+        }
+    }
 }
 
 impl Link {
-    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         let mut batch = Vec::with_capacity(64);
-        let mut failures: u64 = 0;
-        let mut next_log: u64 = 0;
-        while let Some(first) = rx.recv().await {
+        let mut frame = Vec::with_capacity(4096);
+        let mut conn: Option<Conn> = None;
+        loop {
+            let first = match conn.as_mut() {
+                Some(c) => tokio::select! {
+                    m = rx.recv() => m,
+                    _ = c.unusable() => {
+                        self.failed("the connection broke or stalled");
+                        conn = None;
+                        continue;
+                    }
+                    _ = tokio::time::sleep(IDLE_CLOSE) => {
+                        conn = None;
+                        continue;
+                    }
+                },
+                None => rx.recv().await,
+            };
+            let Some(first) = first else { break };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -119,67 +186,125 @@ impl Link {
                     Err(_) => break,
                 }
             }
-            let body = match serde_json::to_vec(&BatchOut {
-                from: self.me,
-                cluster: &self.cluster,
-                messages: &batch,
-            }) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(to = self.to, error = %e, "cannot encode a peer batch");
-                    batch.clear();
-                    continue;
+            if conn
+                .as_ref()
+                .is_some_and(|c| c.acks.broken.load(Relaxed))
+            {
+                conn = None;
+            }
+            if conn.is_none() {
+                match self.connect().await {
+                    Ok(c) => conn = Some(c),
+                    Err(why) => {
+                        self.failed(&why);
+                        batch.clear();
+                        // Against a refusing peer, do not spin: a short
+                        // pause also lets the queue coalesce into one batch.
+                        let pause = if why.contains("wrong-cluster") { 100 } else { 5 };
+                        tokio::time::sleep(Duration::from_millis(pause)).await;
+                        continue;
+                    }
                 }
-            };
-            let result = self
-                .http
-                .post(&self.url)
-                .header(reqwest::header::AUTHORIZATION, &self.auth)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body)
-                .send()
-                .await;
-            match result {
-                Ok(r) if r.status().is_success() => {
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            frame.clear();
+            if let Err(e) = encode_frame(&mut frame, &batch) {
+                tracing::error!(to = self.to, error = %e, "cannot encode a peer batch");
+                batch.clear();
+                continue;
+            }
+            match tokio::time::timeout(STALL, c.write.write_all(&frame)).await {
+                Ok(Ok(())) => {
+                    c.sent += 1;
+                    c.unacked.push_back((c.sent, Instant::now()));
                     self.metrics.peer_batches_ok.fetch_add(1, Relaxed);
                     for m in &batch {
                         self.metrics.peer_sent[kind_index(m.message_kind())].fetch_add(1, Relaxed);
                     }
-                    if failures > 0 {
-                        tracing::info!(to = self.to, failures, "peer link recovered");
+                    if self.failures > 0 {
+                        tracing::info!(to = self.to, failures = self.failures, "peer link recovered");
+                        self.failures = 0;
+                        self.next_log = 0;
                     }
-                    failures = 0;
                 }
-                Ok(r) if r.status() == reqwest::StatusCode::CONFLICT => {
-                    self.metrics.peer_batches_failed.fetch_add(1, Relaxed);
-                    // Not a fault to wait out: a misconfiguration.
-                    if failures == 0 || failures >= next_log {
-                        next_log = failures + 100;
-                        let why = r.text().await.unwrap_or_default();
-                        tracing::error!(to = self.to, "peer refuses this node's cluster (check --data-dir and --peers): {why}");
-                    }
-                    failures += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                Ok(Err(e)) => {
+                    self.failed(&e.to_string());
+                    conn = None;
                 }
-                other => {
-                    self.metrics.peer_batches_failed.fetch_add(1, Relaxed);
-                    // Log the first failure and then every 100th: a dead
-                    // peer must not flood the log.
-                    if failures == 0 || failures >= next_log {
-                        next_log = failures + 100;
-                        let why = match other {
-                            Ok(r) => format!("status {}", r.status()),
-                            Err(e) => e.to_string(),
-                        };
-                        tracing::debug!(to = self.to, failures, reason = %why, "peer batch lost");
-                    }
-                    failures += 1;
-                    // Against a refusing peer, do not spin: a short pause
-                    // also lets the queue coalesce into one batch.
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                Err(_) => {
+                    self.failed("a batch could not be written within the stall timeout");
+                    conn = None;
                 }
             }
             batch.clear();
         }
     }
+
+    /// Counts a lost batch or connection; logs the first failure and then
+    /// every 100th, so a dead peer does not flood the log.
+    fn failed(&mut self, why: &str) {
+        self.metrics.peer_batches_failed.fetch_add(1, Relaxed);
+        if self.failures == 0 || self.failures >= self.next_log {
+            self.next_log = self.failures + 100;
+            if why.contains("wrong-cluster") {
+                // Not a fault to wait out: a misconfiguration.
+                tracing::error!(to = self.to, "peer refuses this node's cluster (check --data-dir and --peers): {why}");
+            } else {
+                tracing::debug!(to = self.to, failures = self.failures, reason = %why, "peer link lost messages");
+            }
+        }
+        self.failures += 1;
+    }
+
+    /// Opens a stream: connect, preface and hello, the peer's answer.
+    async fn connect(&self) -> Result<Conn, String> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| format!("connecting to {} timed out", self.addr))?
+            .map_err(|e| format!("cannot connect to {}: {e}", self.addr))?;
+        let _ = stream.set_nodelay(true);
+        let (mut read, mut write) = stream.into_split();
+        let answer = async {
+            write.write_all(&self.hello).await?;
+            let mut buf = Vec::new();
+            if !read_frame(&mut read, &mut buf, 64 << 10).await? {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            Ok::<_, std::io::Error>(buf)
+        };
+        let answer = tokio::time::timeout(STALL, answer)
+            .await
+            .map_err(|_| "the peer did not answer the hello".to_string())?
+            .map_err(|e| format!("the hello failed: {e}"))?;
+        let answer: serde_json::Value = serde_json::from_slice(&answer)
+            .map_err(|e| format!("the peer's answer to the hello is not JSON: {e}"))?;
+        if answer.get("ok") != Some(&serde_json::Value::Bool(true)) {
+            return Err(format!("the peer refused the stream: {answer}"));
+        }
+        let acks = Arc::new(Acks::default());
+        let reader = tokio::spawn(read_acks(read, acks.clone()));
+        Ok(Conn {
+            write,
+            sent: 0,
+            unacked: VecDeque::new(),
+            acks,
+            reader,
+        })
+    }
+}
+
+/// Reads the receiver's acknowledgements until the stream ends.
+async fn read_acks(mut read: tokio::net::tcp::OwnedReadHalf, acks: Arc<Acks>) {
+    let mut count = [0u8; 8];
+    while read.read_exact(&mut count).await.is_ok() {
+        let n = u64::from_be_bytes(count);
+        // Counts only grow; anything else is not an acknowledgement.
+        if n < acks.acked.load(Relaxed) {
+            break;
+        }
+        acks.acked.store(n, Relaxed);
+        acks.changed.notify_one();
+    }
+    acks.broken.store(true, Relaxed);
+    acks.changed.notify_one();
 }

@@ -100,7 +100,7 @@ impl Heard {
     /// Makes "heard from `from`" durable before its first message reaches
     /// the core: from then on, an empty data directory of `from` is known
     /// to be a lost one.
-    async fn note(self: &Arc<Self>, from: NodeId) -> Result<(), ApiError> {
+    pub(crate) async fn note(self: &Arc<Self>, from: NodeId) -> Result<(), ApiError> {
         {
             let id = self.id.lock().unwrap_or_else(|p| p.into_inner());
             if id.seen.contains(&from) {
@@ -156,6 +156,11 @@ impl ApiError {
             reason: reason.into(),
             value: None,
         }
+    }
+
+    /// Why, in words (what the body's `reason` says).
+    pub fn reason(&self) -> &str {
+        &self.reason
     }
 
     pub fn bad_request(reason: impl Into<String>) -> Self {
@@ -328,7 +333,7 @@ pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
 
 /// Compares without an early exit, so response timing does not reveal how
 /// much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

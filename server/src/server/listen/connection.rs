@@ -26,6 +26,7 @@ use super::slots::{Class, Slot};
 use super::{lock, Config, Trust, MAX_HEADERS, MAX_HEAD_BYTES, TRIAL_HEADER_TIMEOUT};
 use crate::server::api::{self, ApiError};
 use crate::server::metrics::Metrics;
+use crate::server::peer_stream;
 
 /// Timing of one connection, shared by its IO and its service.
 #[derive(Debug)]
@@ -66,6 +67,26 @@ pub(super) async fn connection(
 ) {
     let metrics = config.metrics.clone();
     metrics.connections_open.fetch_add(1, Relaxed);
+    match first_byte(&stream, &slot, &config, &mut shutdown).await {
+        First::Http => {}
+        First::PeerStream => {
+            if let Some(st) = config.peer_streams.clone() {
+                let trust = || slot.trust();
+                peer_stream::serve(stream, st, config.idle_timeout, trust, shutdown).await;
+            }
+            metrics.connections_open.fetch_sub(1, Relaxed);
+            slot.release();
+            return;
+        }
+        First::Nothing(why) => {
+            if let Some(why) = why {
+                metrics.connection_closed(why);
+            }
+            metrics.connections_open.fetch_sub(1, Relaxed);
+            slot.release();
+            return;
+        }
+    }
     let activity = Arc::new(Mutex::new(Activity {
         serving: 0,
         answers: 0,
@@ -152,6 +173,42 @@ pub(super) async fn connection(
     }
     metrics.connections_open.fetch_sub(1, Relaxed);
     slot.release();
+}
+
+/// What a new connection turned out to be by its first byte.
+enum First {
+    Http,
+    PeerStream,
+    /// Closed, or silent past its timeout (the reason to count, if any).
+    Nothing(Option<&'static str>),
+}
+
+/// Looks at the first byte without consuming it: a peer stream's preface
+/// starts with one no HTTP request starts with. A connection that sends
+/// nothing within the idle timeout (a trial's within its short one) is
+/// closed, as the HTTP side would.
+async fn first_byte(
+    stream: &TcpStream,
+    slot: &Slot,
+    config: &Config,
+    shutdown: &mut watch::Receiver<bool>,
+) -> First {
+    let wait = if slot.class() == Class::Trial {
+        TRIAL_HEADER_TIMEOUT
+    } else {
+        config.idle_timeout
+    };
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        r = tokio::time::timeout(wait, stream.peek(&mut first)) => r,
+        _ = shutdown.changed() => return First::Nothing(None),
+    };
+    match peeked {
+        Ok(Ok(1)) if first[0] == peer_stream::PREFACE[0] => First::PeerStream,
+        Ok(Ok(1)) => First::Http,
+        Ok(_) => First::Nothing(None),
+        Err(_) => First::Nothing(Some("idle")),
+    }
 }
 
 /// Routes one request, unless the connection is on trial and the request

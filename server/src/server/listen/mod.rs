@@ -106,6 +106,9 @@ pub struct Config {
     /// The cluster token: what a connection on trial must show.
     pub token: Arc<str>,
     pub metrics: Arc<Metrics>,
+    /// Where peer streams go (`super::peer_stream`); set once the API's
+    /// state exists. Without it a peer stream is closed at once.
+    pub peer_streams: Option<super::api::AppState>,
 }
 
 impl Config {
@@ -156,6 +159,7 @@ impl Config {
             reserved,
             token,
             metrics,
+            peer_streams: None,
         })
     }
 }
