@@ -1,6 +1,7 @@
 //! The protocol messages nodes exchange. One-way and idempotent: any of
 //! them may be lost, duplicated, delayed or reordered, and Paxos stays
-//! safe. The server sends them as JSON (`POST /peer/v1/messages`).
+//! safe. The server sends them as JSON batches on a peer stream (or
+//! `POST /peer/v1/messages`; see `docs/api.md`).
 
 use serde::{Deserialize, Serialize};
 use synod_wire::MessageKind;

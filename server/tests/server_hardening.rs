@@ -496,3 +496,90 @@ async fn a_node_full_of_clients_still_takes_its_peers_traffic() {
     stop.store(true, Ordering::Relaxed);
     flood.join().unwrap();
 }
+
+/// One frame of a peer stream: a 4-byte big-endian length and JSON.
+fn frame(json: &[u8]) -> Vec<u8> {
+    let mut f = (json.len() as u32).to_be_bytes().to_vec();
+    f.extend_from_slice(json);
+    f
+}
+
+/// Opens a peer stream with `hello` and returns the answer frame's JSON
+/// (Null if the node closed without one) and the socket.
+fn open_stream(addr: &str, hello: &[u8]) -> (Value, TcpStream) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"\0synod-peer/1\n").unwrap();
+    s.write_all(&frame(hello)).unwrap();
+    (read_frame(&mut s), s)
+}
+
+fn read_frame(s: &mut TcpStream) -> Value {
+    let mut len = [0u8; 4];
+    if s.read_exact(&mut len).is_err() {
+        return Value::Null;
+    }
+    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body).unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_stream_without_the_token_or_with_garbage_is_refused_with_a_reason() {
+    let c = Cluster::start(3, &[]).await;
+    c.put_eventually("before", json!(1), Duration::from_secs(10))
+        .await;
+    let addr = c.url(1).trim_start_matches("http://").to_string();
+    let id: Value = server_support::http_client()
+        .get(format!("{}/peer/v1/identity", c.url(1)))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cluster = id["cluster"].as_str().unwrap().to_string();
+    let hello = |token: &str, from: u64, cluster: &str| {
+        json!({"token": token, "from": from, "cluster": cluster}).to_string()
+    };
+    for (h, error) in [
+        (hello("wrong-token-0123456789", 2, &cluster), "unauthorized"),
+        (hello(TOKEN, 1, &cluster), "bad-request"),
+        (hello(TOKEN, 9, &cluster), "bad-request"),
+        (hello(TOKEN, 2, "another-cluster"), "wrong-cluster"),
+        ("not json".to_string(), "bad-request"),
+    ] {
+        let (answer, mut s) = open_stream(&addr, h.as_bytes());
+        assert_eq!(answer["error"], error, "hello {h}: {answer}");
+        assert!(answer["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        // And the node closes the stream.
+        assert_eq!(read_frame(&mut s), Value::Null, "hello {h}");
+    }
+
+    // A good hello; an empty batch is acknowledged, garbage is refused.
+    let (answer, mut s) = open_stream(&addr, hello(TOKEN, 2, &cluster).as_bytes());
+    assert_eq!(answer, json!({"ok": true}));
+    s.write_all(&frame(b"[]")).unwrap();
+    let mut ack = [0u8; 8];
+    s.read_exact(&mut ack).unwrap();
+    assert_eq!(
+        u64::from_be_bytes(ack),
+        1,
+        "the ack counts the batches read"
+    );
+    s.write_all(&frame(b"{\"type\":\"no-such-message\"}"))
+        .unwrap();
+    let refusal = read_frame(&mut s);
+    assert_eq!(refusal["error"], "bad-request", "{refusal}");
+    assert_eq!(read_frame(&mut s), Value::Null);
+
+    // A frame over the limit ends the stream without reading it.
+    let (_, mut s) = open_stream(&addr, hello(TOKEN, 2, &cluster).as_bytes());
+    s.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    assert_eq!(read_frame(&mut s), Value::Null);
+
+    // None of it hurt the node.
+    let (status, body) = c.put(1, "after", json!(2)).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -221,7 +221,7 @@ impl Metrics {
             "Messages dropped because a peer link's queue was full.",
             self.peer_dropped.load(Relaxed),
         );
-        let _ = writeln!(o, "# HELP synod_peer_batches_total Peer POSTs by result.\n# TYPE synod_peer_batches_total counter");
+        let _ = writeln!(o, "# HELP synod_peer_batches_total Peer batches written (ok) and batches or streams lost (failed).\n# TYPE synod_peer_batches_total counter");
         let _ = writeln!(
             o,
             "synod_peer_batches_total{{result=\"ok\"}} {}",

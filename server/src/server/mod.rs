@@ -10,7 +10,8 @@
 //!   (client requests, peer messages, ticks), groups of outputs out.
 //! - [`disk`]: the disk thread; group commit, then release of messages
 //!   and replies (persist before send).
-//! - [`peers`]: one link task per peer, batching messages into POSTs.
+//! - [`peers`]: one link task per peer, batching messages onto a peer
+//!   stream; [`peer_stream`]: its format and the receiving side.
 //! - [`api`]: the client, peer and admin routers and the JSON errors.
 //! - [`listen`]: the accept loop: timeouts, the connection limit and the
 //!   capacity reserved for peers.

@@ -138,7 +138,10 @@ pub async fn serve(
         Ok(Some(Err(e))) => {
             st.metrics.http_error("bad-request");
             let _ = wr
-                .write_all(&refuse("bad-request", format!("the hello is not valid: {e}")))
+                .write_all(&refuse(
+                    "bad-request",
+                    format!("the hello is not valid: {e}"),
+                ))
                 .await;
             return;
         }
@@ -150,7 +153,10 @@ pub async fn serve(
     let token_ok =
         !st.token.is_empty() && api::constant_time_eq(hello.token.as_bytes(), st.token.as_bytes());
     let refusal = if !token_ok {
-        Some(("unauthorized", "a peer stream needs the cluster token".to_string()))
+        Some((
+            "unauthorized",
+            "a peer stream needs the cluster token".to_string(),
+        ))
     } else if hello.from == st.id || !st.members.contains(&hello.from) {
         Some((
             "bad-request",
@@ -179,7 +185,9 @@ pub async fn serve(
     }
     trust();
     if let Err(e) = st.identity.note(hello.from).await {
-        let _ = wr.write_all(&refuse("unavailable", e.reason().to_string())).await;
+        let _ = wr
+            .write_all(&refuse("unavailable", e.reason().to_string()))
+            .await;
         return;
     }
     let mut ok = Vec::new();

@@ -186,10 +186,7 @@ impl Link {
                     Err(_) => break,
                 }
             }
-            if conn
-                .as_ref()
-                .is_some_and(|c| c.acks.broken.load(Relaxed))
-            {
+            if conn.as_ref().is_some_and(|c| c.acks.broken.load(Relaxed)) {
                 conn = None;
             }
             if conn.is_none() {
@@ -200,7 +197,11 @@ impl Link {
                         batch.clear();
                         // Against a refusing peer, do not spin: a short
                         // pause also lets the queue coalesce into one batch.
-                        let pause = if why.contains("wrong-cluster") { 100 } else { 5 };
+                        let pause = if why.contains("wrong-cluster") {
+                            100
+                        } else {
+                            5
+                        };
                         tokio::time::sleep(Duration::from_millis(pause)).await;
                         continue;
                     }
@@ -222,7 +223,11 @@ impl Link {
                         self.metrics.peer_sent[kind_index(m.message_kind())].fetch_add(1, Relaxed);
                     }
                     if self.failures > 0 {
-                        tracing::info!(to = self.to, failures = self.failures, "peer link recovered");
+                        tracing::info!(
+                            to = self.to,
+                            failures = self.failures,
+                            "peer link recovered"
+                        );
                         self.failures = 0;
                         self.next_log = 0;
                     }
@@ -248,7 +253,10 @@ impl Link {
             self.next_log = self.failures + 100;
             if why.contains("wrong-cluster") {
                 // Not a fault to wait out: a misconfiguration.
-                tracing::error!(to = self.to, "peer refuses this node's cluster (check --data-dir and --peers): {why}");
+                tracing::error!(
+                    to = self.to,
+                    "peer refuses this node's cluster (check --data-dir and --peers): {why}"
+                );
             } else {
                 tracing::debug!(to = self.to, failures = self.failures, reason = %why, "peer link lost messages");
             }
@@ -307,4 +315,100 @@ async fn read_acks(mut read: tokio::net::tcp::OwnedReadHalf, acks: Arc<Acks>) {
     }
     acks.broken.store(true, Relaxed);
     acks.changed.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synod_node::Ballot;
+    use tokio::io::BufReader;
+    use tokio::net::TcpListener;
+
+    /// A fake peer: answers every hello, reads every batch, and
+    /// acknowledges them only if `ack`; counts the connections it got.
+    async fn fake_peer(ack: bool) -> (String, Arc<AtomicU64>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let conns = Arc::new(AtomicU64::new(0));
+        let counted = conns.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                counted.fetch_add(1, Relaxed);
+                tokio::spawn(async move {
+                    let (rd, mut wr) = s.into_split();
+                    let mut rd = BufReader::new(rd);
+                    let mut preface = [0u8; PREFACE.len()];
+                    rd.read_exact(&mut preface).await.unwrap();
+                    assert_eq!(preface, PREFACE);
+                    let mut buf = Vec::new();
+                    assert!(read_frame(&mut rd, &mut buf, 4096).await.unwrap());
+                    let hello: Hello = serde_json::from_slice(&buf).unwrap();
+                    assert_eq!((hello.from, hello.token.as_str()), (1, "secret"));
+                    let mut ok = Vec::new();
+                    encode_frame(&mut ok, &serde_json::json!({"ok": true})).unwrap();
+                    wr.write_all(&ok).await.unwrap();
+                    let mut n = 0u64;
+                    while let Ok(true) = read_frame(&mut rd, &mut buf, 1 << 20).await {
+                        let batch: Vec<Message> = serde_json::from_slice(&buf).unwrap();
+                        assert!(!batch.is_empty());
+                        n += 1;
+                        if ack && wr.write_all(&n.to_be_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{addr}"), conns)
+    }
+
+    /// Sends a message every 50 ms for 2.5 s (over two stall timeouts).
+    async fn send_for_a_while(url: String) -> Arc<Metrics> {
+        let metrics = Arc::new(Metrics::new());
+        let urls = BTreeMap::from([(2, url)]);
+        let peers = Peers::start(1, "c", &urls, "secret", metrics.clone()).unwrap();
+        let nack = Message::Nack {
+            ballot: Ballot { round: 1, node: 1 },
+            promised: Ballot { round: 2, node: 3 },
+        };
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            peers.send(2, nack.clone());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        metrics
+    }
+
+    #[tokio::test]
+    async fn an_acknowledged_stream_carries_every_batch_on_one_connection() {
+        let (url, conns) = fake_peer(true).await;
+        let metrics = send_for_a_while(url).await;
+        assert_eq!(conns.load(Relaxed), 1, "the link reconnected");
+        assert_eq!(metrics.peer_batches_failed.load(Relaxed), 0);
+        assert!(metrics.peer_batches_ok.load(Relaxed) >= 40);
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_stops_acknowledging_is_replaced_after_the_stall_timeout() {
+        let (url, conns) = fake_peer(false).await;
+        let metrics = send_for_a_while(url).await;
+        let n = conns.load(Relaxed);
+        // 2.5 s of unacknowledged batches: replaced after 1 s, and again
+        // after 2 s; never more often than the stall timeout.
+        assert!((2..=3).contains(&n), "{n} connections in 2.5 s");
+        assert!(metrics.peer_batches_failed.load(Relaxed) >= 1);
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_down_costs_dropped_batches_not_a_stuck_link() {
+        // Nothing listens on this port once the listener is gone.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let metrics = send_for_a_while(format!("http://{addr}")).await;
+        assert_eq!(metrics.peer_batches_ok.load(Relaxed), 0);
+        assert!(metrics.peer_batches_failed.load(Relaxed) >= 20);
+    }
 }

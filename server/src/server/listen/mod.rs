@@ -48,6 +48,13 @@
 //! peer's trial; a node's established (pooled, trusted) peer connections
 //! are never touched.
 //!
+//! # Peer streams
+//!
+//! A connection whose first byte is NUL is a peer stream
+//! ([`super::peer_stream`]), not HTTP: it goes to the stream's reader
+//! instead of hyper, in the same slot, on trial like any other until its
+//! hello shows the token.
+//!
 //! # Errors hyper answers itself
 //!
 //! A request line or head over [`MAX_HEAD_BYTES`], too many headers, or a
