@@ -10,7 +10,9 @@
 //! Clients spread over all nodes (followers forward to the leader); set
 //! `SYNOD_LOAD_TARGET=leader` to send everything to the leader instead.
 //! `SYNOD_LOAD_NODE_WORKERS=N` sets each node's tokio worker threads
-//! (`SYNOD_WORKER_THREADS`; default: one per core).
+//! (`SYNOD_WORKER_THREADS`; default 1, as `synod run`'s local backend
+//! gives nodes that share a machine; `0` is the node's own default, one
+//! per core).
 //! `SYNOD_LOAD_NODE_BIN=PATH` runs another `synod-node` build (for A/B
 //! comparisons of two builds on the same machine state);
 //! `SYNOD_LOAD_FSYNC=never` shows the floor without the disk.
@@ -92,7 +94,7 @@ fn start_cluster() -> Cluster {
             .env("RUST_LOG", "warn")
             .env(
                 "SYNOD_WORKER_THREADS",
-                std::env::var("SYNOD_LOAD_NODE_WORKERS").unwrap_or_default(),
+                std::env::var("SYNOD_LOAD_NODE_WORKERS").unwrap_or_else(|_| "1".into()),
             )
             .stdout(Stdio::null())
             .stderr(log)
