@@ -333,12 +333,13 @@ impl Storage for FileStorage {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let path = self.log_path();
-        let pending = std::mem::take(&mut self.pending);
-        self.open_log()?
-            .write_all(&pending)
-            .map_err(io_err(&path))?;
+        // Taken and given back, so the buffer keeps its capacity.
+        let mut pending = std::mem::take(&mut self.pending);
+        let written = self.open_log()?.write_all(&pending);
+        written.map_err(io_err(&self.log_path()))?;
         self.log_len += pending.len() as u64;
+        pending.clear();
+        self.pending = pending;
         Ok(())
     }
 

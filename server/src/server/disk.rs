@@ -40,6 +40,10 @@ pub const WRITEBACK: Duration = Duration::from_millis(500);
 /// sync when no output needs one.
 pub const LAZY_SYNC: Duration = Duration::from_millis(50);
 
+/// How often, at most, a sync refreshes the log size gauge (a compaction
+/// always does).
+const LOG_BYTES_EVERY: Duration = Duration::from_millis(200);
+
 /// Most groups taken as one set (bounds the work between two releases).
 const MAX_SET: usize = 4096;
 
@@ -91,6 +95,8 @@ pub struct DiskThread {
     pub peers: Peers,
     pub metrics: Arc<Metrics>,
     pub durable: Durable,
+    /// When `synod_log_bytes` was last read off the file.
+    pub log_bytes_at: Instant,
     /// Test-only: the thread panics at this instant (to prove the process
     /// then exits instead of lingering without a disk).
     pub panic_at: Option<Instant>,
@@ -99,6 +105,7 @@ pub struct DiskThread {
 impl DiskThread {
     /// Runs until every sender is dropped (after a last sync).
     pub fn run(mut self, rx: Receiver<DiskCmd>) {
+        self.refresh_log_bytes();
         // When the pipeline last became dirty (appended, not synced).
         let mut dirty_since = Instant::now();
         let mut set = Vec::new();
@@ -189,10 +196,14 @@ impl DiskThread {
             self.metrics.fsyncs.fetch_add(1, Relaxed);
             self.metrics.fsync_seconds.observe(t.elapsed());
         }
-        self.refresh_log_bytes();
+        // A gauge for people and tests, not worth a system call per sync.
+        if self.log_bytes_at.elapsed() >= LOG_BYTES_EVERY {
+            self.refresh_log_bytes();
+        }
     }
 
-    fn refresh_log_bytes(&self) {
+    fn refresh_log_bytes(&mut self) {
+        self.log_bytes_at = Instant::now();
         if let Ok(m) = std::fs::metadata(self.pipeline.storage().log_path()) {
             self.metrics.log_bytes.store(m.len(), Relaxed);
         }

@@ -205,6 +205,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         peers: peers.clone(),
         metrics: metrics.clone(),
         durable: durable.clone(),
+        log_bytes_at: std::time::Instant::now(),
         panic_at: args
             .test_disk_panic_after_ms
             .map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
