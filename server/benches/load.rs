@@ -23,7 +23,10 @@
 //! machine, CPU per op holds from run to run where wall-clock figures do
 //! not.
 //!
-//! `cargo bench -p synod-server --bench load`
+//! `cargo bench -p synod-server --bench load`, or `cargo bench -p
+//! synod-node --bench load` (the same file; the node package cannot build
+//! the binary, so it runs `target/release/synod-node`, built by `cargo
+//! build --release -p synod-server`).
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -80,10 +83,7 @@ fn start_cluster() -> Cluster {
             .map(|j| format!("{}=http://127.0.0.1:{}", j + 1, ports[j]))
             .collect();
         let log = std::fs::File::create(dir.join(format!("n{}.log", i + 1))).expect("log");
-        let bin = std::env::var_os("SYNOD_LOAD_NODE_BIN").map_or_else(
-            || PathBuf::from(env!("CARGO_BIN_EXE_synod-node")),
-            PathBuf::from,
-        );
+        let bin = node_bin();
         let child = Command::new(bin)
             .args(["--id", &(i + 1).to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
@@ -109,6 +109,32 @@ fn start_cluster() -> Cluster {
             .map(|p| format!("http://127.0.0.1:{p}"))
             .collect(),
         dir,
+    }
+}
+
+/// The `synod-node` binary to run: `SYNOD_LOAD_NODE_BIN`, else the one
+/// cargo built for this package (synod-server), else the release build
+/// beside this bench's own executable (`cargo bench -p synod-node`).
+fn node_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SYNOD_LOAD_NODE_BIN") {
+        return PathBuf::from(bin);
+    }
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_synod-node") {
+        return PathBuf::from(bin);
+    }
+    // target/release/deps/load-HASH -> target/release/synod-node
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| Some(e.parent()?.parent()?.join("synod-node")));
+    match beside {
+        Some(bin) if bin.is_file() => bin,
+        _ => {
+            eprintln!(
+                "load bench: no synod-node binary beside this bench; build it with \
+                 `cargo build --release -p synod-server` or set SYNOD_LOAD_NODE_BIN"
+            );
+            std::process::exit(2);
+        }
     }
 }
 
