@@ -16,6 +16,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use synod_checker::Results;
 
+use crate::cpu::{ClientCpu, NodeCpu};
 use crate::peer_messages::PeerMessages;
 use crate::recorder::OpCounts;
 use crate::run::RunArgs;
@@ -51,6 +52,17 @@ pub struct RunSection {
     /// available (`peer_messages_unavailable` says why).
     pub peer_messages: Option<PeerMessages>,
     pub peer_messages_unavailable: Option<String>,
+    /// All nodes' CPU over the workload, per op (docs/results.md); `None`
+    /// on runs before the runner measured it, and where not available
+    /// (`node_cpu_unavailable` says why).
+    #[serde(default)]
+    pub node_cpu: Option<NodeCpu>,
+    #[serde(default)]
+    pub node_cpu_unavailable: Option<String>,
+    /// The bench process's own CPU over the workload, per op; `None` on
+    /// runs before the runner measured it.
+    #[serde(default)]
+    pub client_cpu: Option<ClientCpu>,
 }
 
 /// `results.json` as the bench writes and reads it.
@@ -151,6 +163,9 @@ pub mod fixtures {
                 gaps: vec![],
             }),
             peer_messages_unavailable: sent.is_none().then(|| "etcd".to_string()),
+            node_cpu: None,
+            node_cpu_unavailable: Some("made up in a test".into()),
+            client_cpu: None,
         }
     }
 

@@ -12,6 +12,8 @@
 //!   API, etcd's JSON gateway, an in-process null target).
 //! - `workload`: client processes, keys, mix, open and closed loops.
 //! - `recorder`: the one task that streams the history to disk.
+//! - `cpu`: node and client CPU per operation, read from `/proc` and
+//!   `getrusage` during a run.
 //! - `peer_messages`: scrapes every node's peer-message counters during a
 //!   run, for peer messages per client operation.
 //! - `ssh`: the flags of `synod run --backend ssh` and its backend.
@@ -34,6 +36,7 @@ mod bench_workload;
 mod check;
 mod clean;
 mod client;
+mod cpu;
 mod export;
 mod nightly;
 mod peer_messages;
