@@ -132,6 +132,21 @@ pub struct RunFigures {
     pub peer_messages_per_op: Option<f64>,
     /// Peer messages sent by all nodes over the run.
     pub peer_messages: Option<u64>,
+    /// The load: client workers, and the offered rate (ops/s) of an open
+    /// loop (`None`: a closed loop). `None` concurrency in summaries
+    /// written before it was kept.
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// µs of all nodes' CPU per client operation completed
+    /// (`run.node_cpu.per_op_us`); `None` where not available (ssh,
+    /// external clusters, runs before it was measured).
+    #[serde(default)]
+    pub node_cpu_us_per_op: Option<f64>,
+    /// µs of the bench process's own CPU per op (`run.client_cpu`).
+    #[serde(default)]
+    pub client_cpu_us_per_op: Option<f64>,
     #[serde(skip)]
     pub series: Vec<Second>,
     #[serde(skip)]
@@ -142,6 +157,11 @@ impl RunFigures {
     /// The worst p99 across op kinds, in ms.
     pub fn p99(&self) -> Option<f64> {
         self.latency.iter().map(|l| l.p99).reduce(f64::max)
+    }
+
+    /// The worst p50 across op kinds, in ms.
+    pub fn p50(&self) -> Option<f64> {
+        self.latency.iter().map(|l| l.p50).reduce(f64::max)
     }
 
     /// The worst down-time across every fault window of the run: (ms,
@@ -316,6 +336,10 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
         downtime: downtime_by_fault(&windows),
         peer_messages_per_op: peer.and_then(|p| p.per_op),
         peer_messages: peer.map(|p| p.sent),
+        concurrency: Some(u64::from(args.concurrency)),
+        rate: args.rate,
+        node_cpu_us_per_op: run.and_then(|r| r.node_cpu.as_ref()?.per_op_us),
+        client_cpu_us_per_op: run.and_then(|r| r.client_cpu.as_ref()?.per_op_us),
         series,
         windows,
     }
@@ -430,6 +454,10 @@ pub fn test_figures(name: &str) -> RunFigures {
         downtime: vec![],
         peer_messages_per_op: None,
         peer_messages: None,
+        concurrency: Some(10),
+        rate: None,
+        node_cpu_us_per_op: None,
+        client_cpu_us_per_op: None,
         series: vec![],
         windows: vec![],
     }
