@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use synod_checker::Results;
 
 use crate::cpu::{ClientCpu, NodeCpu};
+use crate::due_latency::OpDueLatency;
 use crate::peer_messages::PeerMessages;
 use crate::recorder::OpCounts;
 use crate::run::RunArgs;
@@ -63,6 +64,10 @@ pub struct RunSection {
     /// runs before the runner measured it.
     #[serde(default)]
     pub client_cpu: Option<ClientCpu>,
+    /// An open loop's latency of ok ops from when each was due, by
+    /// operation kind; `None` for a closed loop and runs before it.
+    #[serde(default)]
+    pub open_loop_latency: Option<Vec<OpDueLatency>>,
 }
 
 /// `results.json` as the bench writes and reads it.
@@ -166,6 +171,7 @@ pub mod fixtures {
             node_cpu: None,
             node_cpu_unavailable: Some("made up in a test".into()),
             client_cpu: None,
+            open_loop_latency: None,
         }
     }
 

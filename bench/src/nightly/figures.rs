@@ -147,6 +147,10 @@ pub struct RunFigures {
     /// µs of the bench process's own CPU per op (`run.client_cpu`).
     #[serde(default)]
     pub client_cpu_us_per_op: Option<f64>,
+    /// An open loop's latency of ok ops from when each was due
+    /// (`run.open_loop_latency`), per f; empty for a closed loop.
+    #[serde(default)]
+    pub open_loop_latency: Vec<OpLatency>,
     #[serde(skip)]
     pub series: Vec<Second>,
     #[serde(skip)]
@@ -159,9 +163,16 @@ impl RunFigures {
         self.latency.iter().map(|l| l.p99).reduce(f64::max)
     }
 
-    /// The worst p50 across op kinds, in ms.
-    pub fn p50(&self) -> Option<f64> {
-        self.latency.iter().map(|l| l.p50).reduce(f64::max)
+    /// The worst (p50, p99) across op kinds a user waits for, in ms: from
+    /// when each op was due in an open loop that measured it, else from
+    /// its invocation (the report's).
+    pub fn response_time(&self) -> Option<(f64, f64)> {
+        let of = |ls: &[OpLatency]| {
+            let p50 = ls.iter().map(|l| l.p50).reduce(f64::max)?;
+            let p99 = ls.iter().map(|l| l.p99).reduce(f64::max)?;
+            Some((p50, p99))
+        };
+        of(&self.open_loop_latency).or_else(|| of(&self.latency))
     }
 
     /// The worst down-time across every fault window of the run: (ms,
@@ -340,6 +351,19 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
         rate: args.rate,
         node_cpu_us_per_op: run.and_then(|r| r.node_cpu.as_ref()?.per_op_us),
         client_cpu_us_per_op: run.and_then(|r| r.client_cpu.as_ref()?.per_op_us),
+        open_loop_latency: run
+            .and_then(|r| r.open_loop_latency.as_ref())
+            .map(|ls| {
+                ls.iter()
+                    .map(|l| OpLatency {
+                        f: l.f.clone(),
+                        count: l.count,
+                        p50: l.p50,
+                        p99: l.p99,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         series,
         windows,
     }
@@ -458,6 +482,7 @@ pub fn test_figures(name: &str) -> RunFigures {
         rate: None,
         node_cpu_us_per_op: None,
         client_cpu_us_per_op: None,
+        open_loop_latency: vec![],
         series: vec![],
         windows: vec![],
     }

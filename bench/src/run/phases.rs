@@ -21,6 +21,7 @@ use crate::client::etcd::EtcdClient;
 use crate::client::synod::SynodClient;
 use crate::client::Client;
 use crate::cpu::{ClientCpu, ClientCpuClock, NodeCpu, NodeCpuSampler};
+use crate::due_latency::{DueLatency, OpDueLatency};
 use crate::peer_messages::{PeerMessages, Scraper};
 use crate::recorder::{self, OpCounts, RunClock};
 use crate::workload::{self, WorkloadConfig};
@@ -147,6 +148,8 @@ pub struct Observed {
     pub node_cpu: Result<NodeCpu, String>,
     /// This process's CPU over the workload.
     pub client_cpu: ClientCpu,
+    /// An open loop's latency from each op's due time (`None`: closed).
+    pub open_loop_latency: Option<Vec<OpDueLatency>>,
 }
 
 pub async fn execute<C: Client, B: Backend>(
@@ -165,9 +168,12 @@ pub async fn execute<C: Client, B: Backend>(
     let (stop_clients, stop_clients_rx) = watch::channel(false);
 
     let cpu = ClientCpuClock::start();
+    let due = DueLatency::default();
+    let open_loop = workload.rate.is_some();
     let drive = tokio::spawn({
         let recorder = rec.clients.clone();
-        async move { workload::drive(client, &workload, recorder, clock, stop_clients_rx).await }
+        let due = due.clone();
+        async move { workload::drive(client, &workload, recorder, clock, stop_clients_rx, due).await }
     });
     drop(rec.clients);
 
@@ -245,6 +251,7 @@ pub async fn execute<C: Client, B: Backend>(
         events,
         counts,
         client_cpu: ClientCpu::new(client_cpu, counts.completed()),
+        open_loop_latency: open_loop.then(|| due.figures()),
         node_cpu: Err(
             "an etcd cluster Synod did not start: its processes are not ours to read".into(),
         ),

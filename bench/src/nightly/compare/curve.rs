@@ -15,7 +15,9 @@
 //! something else, and there is no curve to draw.
 //!
 //! Each point's latency is the worst across operation kinds (as the
-//! trends take it); its throughput is the run's ok ops/s. Points of a line
+//! trends take it) of the ok ops, in an open loop from when each op was
+//! due (`run.open_loop_latency`, so a backlog shows), in a closed loop from
+//! its invocation; its throughput is the run's ok ops/s. Points of a line
 //! are in the order of that throughput, not of the load asked for: past
 //! the knee a higher load can achieve less.
 
@@ -96,7 +98,7 @@ pub(super) fn curves(runs: &[RunFigures]) -> Option<Vec<Curve>> {
     let mut configs: Vec<(String, String)> = Vec::new();
     let mut lines: Vec<(usize, bool, Vec<Point>)> = Vec::new();
     for r in runs {
-        let (Some(throughput), Some(p50), Some(p99)) = (r.throughput, r.p50(), r.p99()) else {
+        let (Some(throughput), Some((p50, p99))) = (r.throughput, r.response_time()) else {
             continue;
         };
         let key = (configuration_of(&r.name), r.target.clone());
@@ -444,7 +446,7 @@ mod tests {
 
     #[test]
     fn points_are_grouped_by_configuration_and_loop_and_ordered_by_throughput() {
-        let curves = curves(&suite()).expect("the runs differ in load");
+        let curves = super::curves(&suite()).expect("the runs differ in load");
         let shape: Vec<(String, bool, Vec<f64>)> = curves
             .iter()
             .map(|c| {
@@ -464,6 +466,17 @@ mod tests {
         // The worst kind's latency: write's p50 and p99.
         let p = &curves[0].points[0];
         assert_eq!((p.p50, p.p99), (2.25, 6.0));
+        // An open loop's point waits from the due time where measured.
+        let mut runs = suite();
+        runs[7].open_loop_latency = vec![OpLatency {
+            f: "read".into(),
+            count: 10,
+            p50: 4000.0,
+            p99: 9000.0,
+        }];
+        let curves = super::curves(&runs).unwrap();
+        let p = &curves[1].points[1];
+        assert_eq!((p.rate, p.p50, p.p99), (Some(16000.0), 4000.0, 9000.0));
         assert_eq!(curves[1].points[2].load(), "8000 ops/s");
         assert_eq!(curves[0].points[0].load(), "1 clients");
         // One colour per configuration, shared by its two loops.

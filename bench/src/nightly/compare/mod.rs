@@ -56,7 +56,10 @@ use plots::{availability_plot, latency_plot, throughput_plot};
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
     /// Run directories (store/NAME/TIMESTAMP), or series directories
-    /// (store/NAME: every run in it); the first run is the baseline.
+    /// (store/NAME: every run in it); the first run is the baseline. Runs
+    /// of one configuration at several loads (`--concurrency` or
+    /// `--rate`, e.g. the runs of suites/perf.toml) also get the
+    /// throughput-latency curve: p50 and p99 against achieved ok ops/s.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Where to write compare.html, compare.md and the plots.
