@@ -52,6 +52,7 @@ impl Point {
     pub fn load(&self) -> String {
         match (self.rate, self.concurrency) {
             (Some(r), _) => format!("{r:.0} ops/s"),
+            (None, Some(1)) => "1 client".into(),
             (None, Some(c)) => format!("{c} clients"),
             (None, None) => "-".into(),
         }
@@ -199,7 +200,8 @@ pub(super) fn plot(curves: &[Curve]) -> String {
         .fold(f64::INFINITY, f64::min)
         .clamp(0.01, 1e6)
         * 0.7;
-    let y_max = points().map(|p| p.p99.max(p.p50)).fold(y_min, f64::max) * 1.5;
+    // A decade of headroom on the log axis keeps the legend off the points.
+    let y_max = points().map(|p| p.p99.max(p.p50)).fold(y_min, f64::max) * 10.0;
     let mut svg = String::new();
     let result: Result<(), String> = (|| {
         let root = SVGBackend::with_string(&mut svg, (W, H)).into_drawing_area();
@@ -223,6 +225,14 @@ pub(super) fn plot(curves: &[Curve]) -> String {
                 .configure_mesh()
                 .x_desc("ok ops/s achieved")
                 .y_desc(format!("{q} ms (log scale)"))
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| {
+                    if *y >= 1.0 {
+                        format!("{y:.0}")
+                    } else {
+                        format!("{y}")
+                    }
+                })
                 .draw()
                 .map_err(|e| e.to_string())?;
             for c in curves {
@@ -243,9 +253,7 @@ pub(super) fn plot(curves: &[Curve]) -> String {
                         ))
                         .map_err(|e| e.to_string())?
                         .label(label)
-                        .legend(move |(x, y)| {
-                            PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(1))
-                        });
+                        .legend(move |(x, y)| TriangleMarker::new((x + 8, y), 5, colour.filled()));
                     chart
                         .draw_series(
                             xy.iter()
@@ -257,9 +265,7 @@ pub(super) fn plot(curves: &[Curve]) -> String {
                         .draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))
                         .map_err(|e| e.to_string())?
                         .label(label)
-                        .legend(move |(x, y)| {
-                            PathElement::new([(x, y), (x + 15, y)], colour.stroke_width(3))
-                        });
+                        .legend(move |(x, y)| Circle::new((x + 8, y), 4, colour.filled()));
                     chart
                         .draw_series(xy.iter().map(|&p| Circle::new(p, 4, colour.filled())))
                         .map_err(|e| e.to_string())?;
@@ -478,7 +484,7 @@ mod tests {
         let p = &curves[1].points[1];
         assert_eq!((p.rate, p.p50, p.p99), (Some(16000.0), 4000.0, 9000.0));
         assert_eq!(curves[1].points[2].load(), "8000 ops/s");
-        assert_eq!(curves[0].points[0].load(), "1 clients");
+        assert_eq!(curves[0].points[0].load(), "1 client");
         // One colour per configuration, shared by its two loops.
         assert_eq!(curves[0].colour, curves[1].colour);
         assert_ne!(curves[0].colour, curves[2].colour);
