@@ -55,18 +55,20 @@ pub struct RunSection {
     pub peer_messages_unavailable: Option<String>,
     /// All nodes' CPU over the workload, per op (docs/results.md); `None`
     /// on runs before the runner measured it, and where not available
-    /// (`node_cpu_unavailable` says why).
-    #[serde(default)]
+    /// (`node_cpu_unavailable` says why). The figures added since the
+    /// release are left out when `None`, so its files read back as they
+    /// were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_cpu: Option<NodeCpu>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_cpu_unavailable: Option<String>,
     /// The bench process's own CPU over the workload, per op; `None` on
     /// runs before the runner measured it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_cpu: Option<ClientCpu>,
     /// An open loop's latency of ok ops from when each was due, by
     /// operation kind; `None` for a closed loop and runs before it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_loop_latency: Option<Vec<OpDueLatency>>,
 }
 
