@@ -1,7 +1,7 @@
 //! The bench must never be the bottleneck: the workload and the recorder
 //! against the in-process null target, history streamed to disk, must
 //! sustain at least 100,000 ops/s. Prints the figures `synod bench-workload`
-//! measures, closed loop and open loop.
+//! measures, closed loop and open loop, with the client's CPU per op.
 
 use std::process::Command;
 
@@ -30,6 +30,9 @@ fn main() {
             serde_json::from_str(stdout.lines().next().unwrap_or("{}")).expect("figures as JSON");
         let rate = figures["ops_per_sec"].as_f64().unwrap_or(0.0);
         println!("workload/{label}: {}", stdout.lines().nth(1).unwrap_or(""));
+        if let Some(cpu) = figures["client_cpu_us_per_op"].as_f64() {
+            println!("workload/{label}: client CPU {cpu:.2} µs/op");
+        }
         if label.starts_with("closed") {
             worst = worst.min(rate);
         }

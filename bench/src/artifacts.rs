@@ -16,6 +16,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use synod_checker::Results;
 
+use crate::cpu::{ClientCpu, NodeCpu};
+use crate::due_latency::OpDueLatency;
 use crate::peer_messages::PeerMessages;
 use crate::recorder::OpCounts;
 use crate::run::RunArgs;
@@ -51,6 +53,23 @@ pub struct RunSection {
     /// available (`peer_messages_unavailable` says why).
     pub peer_messages: Option<PeerMessages>,
     pub peer_messages_unavailable: Option<String>,
+    /// All nodes' CPU over the workload, per op (docs/results.md); `None`
+    /// on runs before the runner measured it, and where not available
+    /// (`node_cpu_unavailable` says why). The figures added since the
+    /// release are left out when `None`, so its files read back as they
+    /// were written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_cpu: Option<NodeCpu>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_cpu_unavailable: Option<String>,
+    /// The bench process's own CPU over the workload, per op; `None` on
+    /// runs before the runner measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cpu: Option<ClientCpu>,
+    /// An open loop's latency of ok ops from when each was due, by
+    /// operation kind; `None` for a closed loop and runs before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_loop_latency: Option<Vec<OpDueLatency>>,
 }
 
 /// `results.json` as the bench writes and reads it.
@@ -151,6 +170,10 @@ pub mod fixtures {
                 gaps: vec![],
             }),
             peer_messages_unavailable: sent.is_none().then(|| "etcd".to_string()),
+            node_cpu: None,
+            node_cpu_unavailable: Some("made up in a test".into()),
+            client_cpu: None,
+            open_loop_latency: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! `synod bench-workload` (hidden): the workload and the recorder measured
 //! against the in-process null target, so `cargo bench -p synod-bench`
-//! times the bench's own overhead without a cluster in the way.
+//! times the bench's own overhead without a cluster in the way: ops/s,
+//! and the process's CPU per op (what `synod run` reports as client CPU
+//! per op, less the HTTP client and the link proxies).
 
 use std::process::ExitCode;
 
@@ -40,10 +42,13 @@ pub fn run(args: BenchWorkloadArgs) -> anyhow::Result<ExitCode> {
     ))?;
     println!("{}", serde_json::to_string(&figures)?);
     println!(
-        "null target: {} ops in {:.2} s = {:.0} ops/s, {} events, history {:.1} MB at {}",
+        "null target: {} ops in {:.2} s = {:.0} ops/s, client CPU {} µs/op, {} events, history {:.1} MB at {}",
         figures.ops,
         figures.seconds,
         figures.ops_per_sec,
+        figures
+            .client_cpu_us_per_op
+            .map_or("-".to_string(), |c| format!("{c:.2}")),
         figures.events,
         figures.history_bytes as f64 / 1e6,
         if keep {

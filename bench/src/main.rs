@@ -12,6 +12,9 @@
 //!   API, etcd's JSON gateway, an in-process null target).
 //! - `workload`: client processes, keys, mix, open and closed loops.
 //! - `recorder`: the one task that streams the history to disk.
+//! - `cpu`: node and client CPU per operation, read from `/proc` and
+//!   `getrusage` during a run.
+//! - `due_latency`: an open loop's latency from when each op was due.
 //! - `peer_messages`: scrapes every node's peer-message counters during a
 //!   run, for peer messages per client operation.
 //! - `ssh`: the flags of `synod run --backend ssh` and its backend.
@@ -34,6 +37,8 @@ mod bench_workload;
 mod check;
 mod clean;
 mod client;
+mod cpu;
+mod due_latency;
 mod export;
 mod nightly;
 mod peer_messages;
@@ -60,7 +65,8 @@ enum Command {
     Run(Box<run::RunArgs>),
     /// Run a matrix of chaos tests from a TOML file; summary, JUnit XML.
     Suite(nightly::suite::SuiteArgs),
-    /// Compare runs side by side: figures, overlaid plots, differences.
+    /// Compare runs side by side: figures, overlaid plots, differences;
+    /// runs at several loads also get the throughput-latency curve.
     Compare(nightly::compare::CompareArgs),
     /// Serve the store as a web page (runs, reports, compare, archives).
     Serve(nightly::serve::ServeArgs),
@@ -70,7 +76,8 @@ enum Command {
     /// networks, volumes, SYNOD iptables chains, node processes.
     Clean(clean::CleanArgs),
     /// Measure the workload and recorder against the in-process null
-    /// target (what `cargo bench -p synod-bench` runs).
+    /// target: ops/s and client CPU per op (what `cargo bench -p
+    /// synod-bench` runs).
     #[command(hide = true)]
     BenchWorkload(bench_workload::BenchWorkloadArgs),
 }

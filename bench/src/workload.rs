@@ -8,7 +8,11 @@
 //!   previous one completes. Open loop (`rate` ops/s in total): worker `w`'s
 //!   `k`-th op is due at `(k * concurrency + w) / rate`, and the op is
 //!   recorded as invoked at that *intended* time even if the worker was
-//!   late, so latencies include queueing (no coordinated omission).
+//!   late, unless the recorder has written later events already (the
+//!   history is in time order): then about when it was sent. So the
+//!   workload also measures each ok op's latency from its due time itself
+//!   ([`crate::due_latency`]), which includes queueing (no coordinated
+//!   omission) however late the workers fall.
 //! - `keys` keys are live at a time; after `ops_per_key` ops a key retires
 //!   and a fresh one takes its place, which keeps each key's history small
 //!   enough to check.
@@ -30,6 +34,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientOp};
+use crate::due_latency::DueLatency;
 use crate::recorder::{Recorder, RunClock};
 
 /// How long a worker waits after an op failed for want of a working node.
@@ -176,13 +181,16 @@ impl Keys {
 }
 
 /// Drives `client` until `stop` turns true, then lets each worker finish
-/// its op in flight. Returns once every worker has stopped.
+/// its op in flight. Returns once every worker has stopped; an open loop's
+/// latencies from the due times are in `due` by then (or once the task
+/// is aborted).
 pub async fn drive<C: Client>(
     client: Arc<C>,
     config: &WorkloadConfig,
     recorder: Recorder,
     clock: RunClock,
     stop: watch::Receiver<bool>,
+    due: DueLatency,
 ) {
     let keys = Arc::new(Mutex::new(Keys::new(config.keys, config.ops_per_key)));
     // Processes 0..concurrency start; retired ones are replaced from here.
@@ -198,6 +206,7 @@ pub async fn drive<C: Client>(
             recorder.clone(),
             clock,
             stop.clone(),
+            due.clone(),
         ));
     }
     drop(recorder);
@@ -214,7 +223,9 @@ async fn worker<C: Client>(
     recorder: Recorder,
     clock: RunClock,
     mut stop: watch::Receiver<bool>,
+    due: DueLatency,
 ) {
+    let mut due_latency = due.worker();
     let mut rng =
         ChaCha8Rng::seed_from_u64(config.seed ^ (w as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut process = w as u64;
@@ -233,8 +244,10 @@ async fn worker<C: Client>(
             return;
         }
         let mut invoke_time = clock.now_ns();
+        let mut due_time = None;
         if let Some(period) = period_ns {
             let due = offset_ns + k * period;
+            due_time = Some(due);
             k += 1;
             if due > invoke_time {
                 tokio::select! {
@@ -277,9 +290,13 @@ async fn worker<C: Client>(
         let outcome = client.invoke(&op).await;
         let kind = outcome.kind;
         let op_f = op.f.clone();
+        let done_time = clock.now_ns();
+        if let (Some(due), EventType::Ok) = (due_time, kind) {
+            due_latency.record(op_f.as_str(), done_time.saturating_sub(due) / 1000);
+        }
         let done = Event {
             index: 0,
-            time: clock.now_ns(),
+            time: done_time,
             process: Process::Client(process),
             kind,
             f: op.f,
@@ -320,6 +337,11 @@ pub struct BenchFigures {
     pub seconds: f64,
     pub ops_per_sec: f64,
     pub history_bytes: u64,
+    /// This process's CPU (user + system, every thread) over the
+    /// workload, in µs per op completed: what the bench's own client,
+    /// generator and recorder cost, the figure `synod run` reports as
+    /// client CPU per op.
+    pub client_cpu_us_per_op: Option<f64>,
 }
 
 /// Runs the workload against the in-process null target for `duration`,
@@ -344,9 +366,20 @@ pub async fn bench_null(
     };
     let client = Arc::new(crate::client::null::NullClient::new());
     let started = std::time::Instant::now();
+    let cpu = crate::cpu::ClientCpuClock::start();
     let drive = tokio::spawn({
         let recorder = rec.clients.clone();
-        async move { drive(client, &config, recorder, clock, stop_rx).await }
+        async move {
+            drive(
+                client,
+                &config,
+                recorder,
+                clock,
+                stop_rx,
+                DueLatency::default(),
+            )
+            .await
+        }
     });
     drop(rec.clients);
     drop(rec.nemesis);
@@ -354,6 +387,7 @@ pub async fn bench_null(
     stop_tx.send_replace(true);
     drive.await.context("the workload panicked")?;
     let events = rec.done.await.context("the recorder panicked")??;
+    let cpu_seconds = cpu.seconds();
     let seconds = started.elapsed().as_secs_f64();
     let ops = counts.snapshot().completed();
     Ok(BenchFigures {
@@ -362,6 +396,7 @@ pub async fn bench_null(
         seconds,
         ops_per_sec: ops as f64 / seconds,
         history_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+        client_cpu_us_per_op: crate::cpu::ClientCpu::new(cpu_seconds, ops).per_op_us,
     })
 }
 
@@ -453,6 +488,58 @@ mod tests {
             .find(|e| e.kind == EventType::Invoke)
             .unwrap();
         assert!(first.time < 10_000_000, "the first op is due at 0");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The null target, 20 ms an op: a worker cannot keep up with a
+    /// schedule of one op every 5 ms.
+    struct Slow(crate::client::null::NullClient);
+
+    impl Client for Slow {
+        async fn invoke(&self, op: &ClientOp) -> crate::client::Completion {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.invoke(op).await
+        }
+
+        fn node_of(&self, _process: u64) -> Option<&str> {
+            None
+        }
+    }
+
+    /// Regression: the recorder stamps an invocation due before events it
+    /// already wrote with their time, so past the knee an open loop's
+    /// history hid the backlog; the latency from the due time must show it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_open_loop_behind_schedule_counts_latency_from_the_due_time() {
+        let dir = std::env::temp_dir().join(format!("synod-due-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clock = RunClock::start();
+        let rec = crate::recorder::spawn(&dir.join("h.jsonl"), clock).unwrap();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let config = WorkloadConfig {
+            concurrency: 2,
+            rate: Some(400.0),
+            keys: 10,
+            ops_per_key: 1000,
+            mix: Mix::default(),
+            seed: 1,
+        };
+        let due = DueLatency::default();
+        let task = tokio::spawn({
+            let (recorder, due) = (rec.clients.clone(), due.clone());
+            let client = Arc::new(Slow(crate::client::null::NullClient::new()));
+            async move { drive(client, &config, recorder, clock, stop_rx, due).await }
+        });
+        drop(rec.clients);
+        drop(rec.nemesis);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        stop_tx.send_replace(true);
+        task.await.unwrap();
+        rec.done.await.unwrap().unwrap();
+        // Offered 400/s, served 100/s: by the end each op waited hundreds
+        // of ms for its worker, though each took 20 ms.
+        let worst = due.figures().iter().map(|l| l.max).fold(0.0, f64::max);
+        assert!(worst > 250.0, "{:?}", due.figures());
         std::fs::remove_dir_all(&dir).ok();
     }
 }

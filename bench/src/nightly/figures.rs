@@ -132,6 +132,25 @@ pub struct RunFigures {
     pub peer_messages_per_op: Option<f64>,
     /// Peer messages sent by all nodes over the run.
     pub peer_messages: Option<u64>,
+    /// The load: client workers, and the offered rate (ops/s) of an open
+    /// loop (`None`: a closed loop). `None` concurrency in summaries
+    /// written before it was kept.
+    #[serde(default)]
+    pub concurrency: Option<u64>,
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// µs of all nodes' CPU per client operation completed
+    /// (`run.node_cpu.per_op_us`); `None` where not available (ssh,
+    /// external clusters, runs before it was measured).
+    #[serde(default)]
+    pub node_cpu_us_per_op: Option<f64>,
+    /// µs of the bench process's own CPU per op (`run.client_cpu`).
+    #[serde(default)]
+    pub client_cpu_us_per_op: Option<f64>,
+    /// An open loop's latency of ok ops from when each was due
+    /// (`run.open_loop_latency`), per f; empty for a closed loop.
+    #[serde(default)]
+    pub open_loop_latency: Vec<OpLatency>,
     #[serde(skip)]
     pub series: Vec<Second>,
     #[serde(skip)]
@@ -142,6 +161,18 @@ impl RunFigures {
     /// The worst p99 across op kinds, in ms.
     pub fn p99(&self) -> Option<f64> {
         self.latency.iter().map(|l| l.p99).reduce(f64::max)
+    }
+
+    /// The worst (p50, p99) across op kinds a user waits for, in ms: from
+    /// when each op was due in an open loop that measured it, else from
+    /// its invocation (the report's).
+    pub fn response_time(&self) -> Option<(f64, f64)> {
+        let of = |ls: &[OpLatency]| {
+            let p50 = ls.iter().map(|l| l.p50).reduce(f64::max)?;
+            let p99 = ls.iter().map(|l| l.p99).reduce(f64::max)?;
+            Some((p50, p99))
+        };
+        of(&self.open_loop_latency).or_else(|| of(&self.latency))
     }
 
     /// The worst down-time across every fault window of the run: (ms,
@@ -316,6 +347,23 @@ fn figures_of(dir: &Path, config: &RunConfig, results: Result<RunResults, String
         downtime: downtime_by_fault(&windows),
         peer_messages_per_op: peer.and_then(|p| p.per_op),
         peer_messages: peer.map(|p| p.sent),
+        concurrency: Some(u64::from(args.concurrency)),
+        rate: args.rate,
+        node_cpu_us_per_op: run.and_then(|r| r.node_cpu.as_ref()?.per_op_us),
+        client_cpu_us_per_op: run.and_then(|r| r.client_cpu.as_ref()?.per_op_us),
+        open_loop_latency: run
+            .and_then(|r| r.open_loop_latency.as_ref())
+            .map(|ls| {
+                ls.iter()
+                    .map(|l| OpLatency {
+                        f: l.f.clone(),
+                        count: l.count,
+                        p50: l.p50,
+                        p99: l.p99,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         series,
         windows,
     }
@@ -430,6 +478,11 @@ pub fn test_figures(name: &str) -> RunFigures {
         downtime: vec![],
         peer_messages_per_op: None,
         peer_messages: None,
+        concurrency: Some(10),
+        rate: None,
+        node_cpu_us_per_op: None,
+        client_cpu_us_per_op: None,
+        open_loop_latency: vec![],
         series: vec![],
         windows: vec![],
     }

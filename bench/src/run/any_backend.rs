@@ -128,6 +128,36 @@ impl AnyBackend {
     }
 }
 
+impl AnyBackend {
+    /// Whether the nodes' CPU can be read from this machine's `/proc`:
+    /// `Ok` with the process name to insist on (docker's pids come from
+    /// its daemon, which may live in another PID namespace), or why not.
+    pub fn node_cpu_access(&self) -> Result<Option<&'static str>, &'static str> {
+        match self {
+            AnyBackend::Local(_) => Ok(None),
+            AnyBackend::Docker(_) => Ok(Some("synod-node")),
+            AnyBackend::External(_) => Err("an external cluster's processes are not ours to read"),
+            AnyBackend::Ssh(_) => Err("the nodes run on other hosts"),
+        }
+    }
+
+    /// Every node's process id now (`None` while it is down, or where
+    /// the backend cannot tell), by node name.
+    pub fn node_pids(&self) -> Vec<(String, Option<u32>)> {
+        self.nodes()
+            .into_iter()
+            .map(|n| {
+                let pid = match self {
+                    AnyBackend::Local(b) => b.pid(n),
+                    AnyBackend::Docker(b) => b.pid(n),
+                    AnyBackend::External(_) | AnyBackend::Ssh(_) => None,
+                };
+                (n.to_string(), pid)
+            })
+            .collect()
+    }
+}
+
 impl Backend for AnyBackend {
     fn nodes(&self) -> Vec<NodeName> {
         each!(self, b => b.nodes())

@@ -13,12 +13,15 @@ use synod_nemesis::{Backend, Nemesis, NemesisEvent, Program, Schedule};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::watch;
 
+use super::any_backend::AnyBackend;
 use super::args::RunArgs;
 use super::plan::Plan;
 use super::progress::spawn_progress;
 use crate::client::etcd::EtcdClient;
 use crate::client::synod::SynodClient;
 use crate::client::Client;
+use crate::cpu::{ClientCpu, ClientCpuClock, NodeCpu, NodeCpuSampler};
+use crate::due_latency::{DueLatency, OpDueLatency};
 use crate::peer_messages::{PeerMessages, Scraper};
 use crate::recorder::{self, OpCounts, RunClock};
 use crate::workload::{self, WorkloadConfig};
@@ -50,11 +53,11 @@ impl Signals {
 /// Brings `backend` up, runs the workload and nemesis on it, and tears it
 /// down whatever happened (an error, SIGINT or SIGTERM included).
 #[allow(clippy::too_many_arguments)]
-pub async fn on_backend<B: Backend>(
+pub async fn on_backend(
     args: &RunArgs,
     plan: &Plan,
     dir: &Path,
-    backend: Arc<B>,
+    backend: Arc<AnyBackend>,
     program: Program,
     workload: WorkloadConfig,
     timeout: Duration,
@@ -71,9 +74,20 @@ pub async fn on_backend<B: Backend>(
             .map(|n| Ok((n.to_string(), backend.url(n)?)))
             .collect::<synod_nemesis::Result<Vec<_>>>()?;
         let b = Some(backend.clone());
-        if program == Program::Etcd {
+        // Started after the bring-up, so the nodes' start is not counted.
+        let cpu = match backend.node_cpu_access() {
+            Ok(comm) => {
+                let pids = backend.clone();
+                Ok(NodeCpuSampler::start(
+                    Box::new(move || pids.node_pids()),
+                    comm,
+                ))
+            }
+            Err(why) => Err(why),
+        };
+        let mut observed = if program == Program::Etcd {
             let client = Arc::new(EtcdClient::new(nodes, timeout, args.serializable)?);
-            execute(args, plan, dir, client, b, workload, signals).await
+            execute(args, plan, dir, client, b, workload, signals).await?
         } else {
             let client = Arc::new(SynodClient::new(nodes.clone(), timeout)?);
             // The baseline right before the workload starts; the last
@@ -84,8 +98,17 @@ pub async fn on_backend<B: Backend>(
                 .finish(observed.counts.completed())
                 .await?
                 .ok_or("no node's /admin/metrics had peer-message counters");
-            Ok(observed)
-        }
+            observed
+        };
+        observed.client_cpu.with_link_proxies = matches!(*backend, AnyBackend::Local(_));
+        observed.node_cpu = match cpu {
+            Ok(sampler) => sampler
+                .finish(observed.counts.completed())
+                .await
+                .ok_or_else(|| "no node's process could be read".to_string()),
+            Err(why) => Err(why.to_string()),
+        };
+        Ok(observed)
     }
     .await;
     backend.teardown().await;
@@ -121,6 +144,12 @@ pub struct Observed {
     pub seed: u64,
     /// Or why they are not available (etcd does not count them).
     pub peer_messages: Result<PeerMessages, &'static str>,
+    /// All nodes' CPU over the workload, or why it is not available.
+    pub node_cpu: Result<NodeCpu, String>,
+    /// This process's CPU over the workload.
+    pub client_cpu: ClientCpu,
+    /// An open loop's latency from each op's due time (`None`: closed).
+    pub open_loop_latency: Option<Vec<OpDueLatency>>,
 }
 
 pub async fn execute<C: Client, B: Backend>(
@@ -138,9 +167,13 @@ pub async fn execute<C: Client, B: Backend>(
     let (stop_nemesis, stop_nemesis_rx) = watch::channel(false);
     let (stop_clients, stop_clients_rx) = watch::channel(false);
 
+    let cpu = ClientCpuClock::start();
+    let due = DueLatency::default();
+    let open_loop = workload.rate.is_some();
     let drive = tokio::spawn({
         let recorder = rec.clients.clone();
-        async move { workload::drive(client, &workload, recorder, clock, stop_clients_rx).await }
+        let due = due.clone();
+        async move { workload::drive(client, &workload, recorder, clock, stop_clients_rx, due).await }
     });
     drop(rec.clients);
 
@@ -210,11 +243,18 @@ pub async fn execute<C: Client, B: Backend>(
     if tokio::time::timeout(grace, drive).await.is_err() {
         abort.abort();
     }
+    let client_cpu = cpu.seconds();
     let events = rec.done.await.context("the recorder panicked")??;
     progress.finish();
+    let counts = counts.snapshot();
     Ok(Observed {
         events,
-        counts: counts.snapshot(),
+        counts,
+        client_cpu: ClientCpu::new(client_cpu, counts.completed()),
+        open_loop_latency: open_loop.then(|| due.figures()),
+        node_cpu: Err(
+            "an etcd cluster Synod did not start: its processes are not ours to read".into(),
+        ),
         interrupted,
         seconds: clock.now_ns() as f64 / 1e9,
         seed: plan.seed,

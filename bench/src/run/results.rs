@@ -38,6 +38,10 @@ pub fn finish(
         history: "history.jsonl".to_string(),
         peer_messages: observed.peer_messages.as_ref().ok().cloned(),
         peer_messages_unavailable: observed.peer_messages.as_ref().err().map(|s| s.to_string()),
+        node_cpu: observed.node_cpu.as_ref().ok().cloned(),
+        node_cpu_unavailable: observed.node_cpu.as_ref().err().cloned(),
+        client_cpu: Some(observed.client_cpu.clone()),
+        open_loop_latency: observed.open_loop_latency.clone(),
     };
     eprintln!(
         "synod: {} events, ok {ok}, fail {fail}, info {info} in {:.1} s",
@@ -47,6 +51,10 @@ pub fn finish(
         Ok(m) => m.summary(),
         Err(why) => format!("  peer messages per op: not available ({why})\n"),
     };
+    let cpu_summary = crate::cpu::summary(
+        observed.node_cpu.as_ref().map_err(String::as_str),
+        &observed.client_cpu,
+    );
     if let Some(sig) = observed.interrupted {
         let results = RunResults::unjudged(
             format!(
@@ -82,7 +90,12 @@ pub fn finish(
         Err(PipelineError::History(e)) => anyhow::bail!(e.in_file(&file)),
         Err(e) => return Err(anyhow::Error::new(e).context("the checker failed")),
     };
-    print!("{}{peer_summary}", outcome.summary());
+    let due_summary =
+        crate::due_latency::summary(observed.open_loop_latency.as_deref().unwrap_or_default());
+    print!(
+        "{}{due_summary}{peer_summary}{cpu_summary}",
+        outcome.summary()
+    );
     println!("report: {}", dir.join("report.html").display());
     Ok(ExitCode::from(outcome.exit_code()))
 }

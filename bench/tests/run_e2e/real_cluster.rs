@@ -39,6 +39,40 @@ fn real_node_short_chaos_run() {
     std::fs::remove_dir_all(&s).ok();
 }
 
+/// CPU per op (issue 19): a fault-free local run reports every node's CPU
+/// and the bench's own, per op completed, both positive: the nodes did
+/// the work, and a figure of 0 would be a measurement that read nothing.
+#[test]
+fn a_local_run_reports_node_and_client_cpu_per_op() {
+    let Some(node) = real_node() else { return };
+    let s = store("cpu");
+    let out = Command::new(synod_bin())
+        .args(["run", "--store", s.to_str().unwrap()])
+        .args(["--time-limit", "3", "--recovery", "0", "--nemesis", "none"])
+        .args(["--concurrency", "8", "--seed", "1"])
+        .env("SYNOD_NODE_BIN", &node)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("CPU per op: nodes "), "{stdout}");
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(s.join("latest").join("results.json")).unwrap(),
+    )
+    .unwrap();
+    let run = &results["run"];
+    let node_us = run["node_cpu"]["per_op_us"].as_f64().unwrap_or(0.0);
+    assert!(node_us > 0.0, "{run:#}");
+    for n in ["n1", "n2", "n3"] {
+        assert!(run["node_cpu"]["by_node"][n].as_f64().is_some(), "{run:#}");
+    }
+    assert!(run["node_cpu_unavailable"].is_null());
+    let client_us = run["client_cpu"]["per_op_us"].as_f64().unwrap_or(0.0);
+    assert!(client_us > 0.0, "{run:#}");
+    assert_eq!(run["client_cpu"]["with_link_proxies"], true);
+    std::fs::remove_dir_all(&s).ok();
+}
+
 /// Teeth: `--reads local` answers from any replica's own state, which a
 /// partition (or plain lag) makes stale; the run must say invalid, and so
 /// must its export read back with Jepsen's meaning.

@@ -9,6 +9,28 @@ use super::super::figures::{fmt_opt, RunFigures};
 /// latency.
 pub(super) const PEER_ROW: &str = "peer msgs/op";
 
+/// The rows of CPU per client operation, the nodes' and the bench's own:
+/// more is worse.
+pub(super) const NODE_CPU_ROW: &str = "node CPU µs/op";
+pub(super) const CLIENT_CPU_ROW: &str = "client CPU µs/op";
+
+/// Whether a rise in the row's figure is a regression (latency, cost),
+/// rather than an improvement (throughput, availability).
+pub(super) fn higher_is_worse(label: &str) -> bool {
+    label.ends_with(" ms") || [PEER_ROW, NODE_CPU_ROW, CLIENT_CPU_ROW].contains(&label)
+}
+
+/// The run's load in words: `closed, 16 clients` or `open, 2000 ops/s
+/// (256 workers)`.
+pub(super) fn load_of(r: &RunFigures) -> String {
+    match (r.rate, r.concurrency) {
+        (Some(rate), Some(c)) => format!("open, {rate:.0} ops/s ({c} workers)"),
+        (Some(rate), None) => format!("open, {rate:.0} ops/s"),
+        (None, Some(c)) => format!("closed, {c} clients"),
+        (None, None) => "-".into(),
+    }
+}
+
 /// A relative change smaller than this is never marked.
 pub const THRESHOLD: f64 = 0.20;
 
@@ -85,6 +107,7 @@ pub(super) fn rows(runs: &[RunFigures]) -> Vec<Row> {
         text_row("target", &|r| format!("{} x{}", r.target, r.nodes)),
         text_row("settings", &|r| r.settings.clone()),
         text_row("seed", &|r| r.seed.to_string()),
+        text_row("load", &load_of),
         text_row("operations", &|r| {
             r.operations
                 .map(|n| n.to_string())
@@ -184,6 +207,33 @@ pub(super) fn rows(runs: &[RunFigures]) -> Vec<Row> {
             })
             .collect(),
     });
+    // One figure per run each, no per-second spread: only the threshold
+    // applies. Missing is `n/a` (an ssh or external cluster, an old run),
+    // never 0.
+    for (label, pick) in [
+        (
+            NODE_CPU_ROW,
+            (|r: &RunFigures| r.node_cpu_us_per_op) as fn(&RunFigures) -> _,
+        ),
+        (CLIENT_CPU_ROW, |r: &RunFigures| r.client_cpu_us_per_op),
+    ] {
+        out.push(Row {
+            label: label.into(),
+            cells: runs
+                .iter()
+                .map(|r| {
+                    let c = match (base.and_then(pick), pick(r)) {
+                        (Some(b), Some(x)) => change(b, x, &[], &[]),
+                        _ => None,
+                    };
+                    let text = pick(r)
+                        .map(|m| format!("{m:.0}"))
+                        .unwrap_or_else(|| "n/a".into());
+                    (text, c)
+                })
+                .collect(),
+        });
+    }
     out.push(text_row(
         "recovery after heal",
         &|r| match (r.recovery, r.unrecovered) {

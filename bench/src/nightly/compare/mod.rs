@@ -18,7 +18,9 @@
 //!
 //! Written into the output directory: `compare.html` (self-contained,
 //! plots inline), `compare.md` (for a pull request) and the plots as
-//! `compare-*.svg`.
+//! `compare-*.svg`. Runs of one configuration at several loads (clients
+//! or offered rates, the perf suite's) also get the throughput-latency
+//! curve, `compare-throughput-latency.svg`, and its table of points.
 //!
 //! # Layout
 //!
@@ -26,11 +28,15 @@
 //! - `changes`: the table's rows and what is beyond noise.
 //! - `pages`: `compare.md` and `compare.html`.
 //! - `plots`: the overlaid SVG plots.
+//! - `curve`: for runs of a configuration at several loads (the perf
+//!   suite's), p50 and p99 against achieved throughput, a line per
+//!   configuration and loop, and the table of its points.
 //! - `versus`: for runs that cross configurations with faults (a suite's),
 //!   availability in the fault windows and down-time, a bar per
 //!   configuration grouped by fault.
 
 mod changes;
+mod curve;
 mod pages;
 mod plots;
 mod versus;
@@ -50,7 +56,10 @@ use plots::{availability_plot, latency_plot, throughput_plot};
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
     /// Run directories (store/NAME/TIMESTAMP), or series directories
-    /// (store/NAME: every run in it); the first run is the baseline.
+    /// (store/NAME: every run in it); the first run is the baseline. Runs
+    /// of one configuration at several loads (`--concurrency` or
+    /// `--rate`, e.g. the runs of suites/perf.toml) also get the
+    /// throughput-latency curve: p50 and p99 against achieved ok ops/s.
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Where to write compare.html, compare.md and the plots.
@@ -124,11 +133,15 @@ pub fn page(runs: &[RunFigures], link: &dyn Fn(&RunFigures) -> String) -> String
     html(runs, &all_plots(runs), link)
 }
 
-/// Every plot of a comparison: the by-fault bars first where the runs
+/// Every plot of a comparison: the throughput-latency curve where a
+/// configuration ran at several loads, the by-fault bars where the runs
 /// cross configurations with faults, then the overlays.
 fn all_plots(runs: &[RunFigures]) -> Vec<(&'static str, String)> {
-    let mut plots: Vec<(&'static str, String)> =
-        versus::by_fault(runs).map(Vec::from).unwrap_or_default();
+    let mut plots: Vec<(&'static str, String)> = Vec::new();
+    if let Some(curves) = curve::curves(runs) {
+        plots.push((pages::CURVE_PLOT, curve::plot(&curves)));
+    }
+    plots.extend(versus::by_fault(runs).map(Vec::from).unwrap_or_default());
     plots.extend([
         ("latency", latency_plot(runs)),
         ("throughput", throughput_plot(runs)),

@@ -8,11 +8,16 @@ use synod_checker::html::escape;
 use synod_checker::palette::RUNS;
 
 use super::super::figures::RunFigures;
-use super::changes::{mark, rows, PEER_ROW, THRESHOLD};
+use super::changes::{higher_is_worse, mark, rows, THRESHOLD};
+use super::curve;
 
-/// The comparison as Markdown: the table, differences in bold.
+/// The comparison as Markdown: the throughput-latency points where the
+/// runs differ in load, then the table, differences in bold.
 pub fn markdown(runs: &[RunFigures]) -> String {
-    let mut s = String::from("## Synod comparison\n\n");
+    let mut s = curve::curves(runs)
+        .map(|c| curve::markdown(&c))
+        .unwrap_or_default();
+    s += "## Synod comparison\n\n";
     let _ = writeln!(
         s,
         "Baseline: `{}`. **Bold**: a change over {:.0}% and beyond the runs' second-to-second spread.\n",
@@ -43,9 +48,16 @@ pub fn markdown(runs: &[RunFigures]) -> String {
         }
         s += "\n";
     }
-    s += "\nPlots: `compare-latency.svg`, `compare-throughput.svg`, `compare-availability.svg` (all in `compare.html`).\n";
+    s += "\nPlots: ";
+    if curve::curves(runs).is_some() {
+        s += "`compare-throughput-latency.svg`, ";
+    }
+    s += "`compare-latency.svg`, `compare-throughput.svg`, `compare-availability.svg` (all in `compare.html`).\n";
     s
 }
+
+/// The name of the throughput-latency plot (`compare-NAME.svg`).
+pub(super) const CURVE_PLOT: &str = "throughput-latency";
 
 pub(super) fn html(
     runs: &[RunFigures],
@@ -81,7 +93,13 @@ pub(super) fn html(
             escape(&r.label())
         );
     }
-    s += "</p>\n<table>\n<tr><th></th>";
+    s += "</p>\n";
+    let curve_svg = plots.iter().find(|(n, _)| *n == CURVE_PLOT);
+    if let (Some(curves), Some((_, svg))) = (curve::curves(runs), curve_svg) {
+        s += &curve::html(&curves, svg);
+        s += "<h2>Runs side by side</h2>\n";
+    }
+    s += "<table>\n<tr><th></th>";
     for r in runs {
         let _ = write!(
             s,
@@ -97,7 +115,7 @@ pub(super) fn html(
             let class = match c {
                 // Higher is worse for latency, better for the rest.
                 Some(ch) if ch.marked => {
-                    let worse = if row.label.ends_with(" ms") || row.label == PEER_ROW {
+                    let worse = if higher_is_worse(&row.label) {
                         ch.relative > 0.0
                     } else {
                         ch.relative < 0.0
@@ -121,7 +139,7 @@ pub(super) fn html(
         s += "</tr>\n";
     }
     s += "</table>\n";
-    for (name, svg) in plots {
+    for (name, svg) in plots.iter().filter(|(n, _)| *n != CURVE_PLOT) {
         let _ = writeln!(s, "<div id=\"plot-{name}\">{svg}</div>");
     }
     s += "</body></html>\n";
