@@ -65,3 +65,90 @@ pub(super) fn msgs(out: &Outputs) -> Vec<(NodeId, &Message)> {
 pub(super) fn msg(r: &mut Replica, from: NodeId, m: Message) -> Outputs {
     r.handle(Input::Message { from, msg: m })
 }
+
+#[test]
+fn a_commit_carried_by_new_accepts_is_not_announced_again() {
+    let members = vec![1, 2, 3];
+    let mut nodes: Vec<Replica> = members
+        .iter()
+        .map(|&id| {
+            let mut cfg = Config::new(id, members.clone());
+            // One slot in flight: the second write waits for the first.
+            cfg.pipeline = 1;
+            Replica::new(cfg, id, 0)
+        })
+        .collect();
+    let out = nodes[0].handle(Input::Tick { now: 10_000 });
+    let election = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, election);
+    assert!(nodes[0].is_leader());
+    let write = |id, key: &str| {
+        Input::Client(ClientRequest {
+            id,
+            dedup: None,
+            op: KvOp::Write {
+                key: key.into(),
+                value: Value::Int(1),
+            },
+        })
+    };
+    let accept_of = |out: &Outputs, to: NodeId| {
+        out.messages()
+            .find(|(t, m)| *t == to && matches!(m, Message::Accept { .. }))
+            .map(|(_, m)| m.clone())
+            .expect("an accept")
+    };
+    let first = nodes[0].handle(write(1, "a"));
+    let Message::Accept { slot, .. } = accept_of(&first, 2) else {
+        unreachable!()
+    };
+    // The second write queues behind the first.
+    let queued = nodes[0].handle(write(2, "b"));
+    assert!(!queued
+        .messages()
+        .any(|(_, m)| matches!(m, Message::Accept { .. })));
+    // Node 2's vote chooses the first slot; the second goes out at once,
+    // carrying the new commit point, and no heartbeat repeats it.
+    let vote = nodes[1].handle(Input::Message {
+        from: 1,
+        msg: accept_of(&first, 2),
+    });
+    let accepted = vote.send.into_iter().find(|o| o.to == 1).expect("a vote");
+    let out = nodes[0].handle(Input::Message {
+        from: 2,
+        msg: accepted.msg,
+    });
+    let next = accept_of(&out, 3);
+    assert!(
+        matches!(next, Message::Accept { slot: s, commit, .. } if s == slot + 1 && commit == slot + 1),
+        "{next:?}"
+    );
+    assert!(
+        !out.messages()
+            .any(|(_, m)| matches!(m, Message::Heartbeat { .. })),
+        "the commit point went out twice: {:?}",
+        msgs(&out)
+    );
+    // Node 3 learns the first write from that accept alone.
+    nodes[2].handle(Input::Message {
+        from: 1,
+        msg: accept_of(&first, 3),
+    });
+    nodes[2].handle(Input::Message { from: 1, msg: next });
+    assert_eq!(nodes[2].state().map.get("a"), Some(&Value::Int(1)));
+
+    // With nothing left to propose, the next commit is announced at once.
+    let vote = nodes[1].handle(Input::Message {
+        from: 1,
+        msg: accept_of(&out, 2),
+    });
+    let accepted = vote.send.into_iter().find(|o| o.to == 1).expect("a vote");
+    let out = nodes[0].handle(Input::Message {
+        from: 2,
+        msg: accepted.msg,
+    });
+    assert!(out
+        .messages()
+        .any(|(to, m)| to == 3
+            && matches!(m, Message::Heartbeat { commit, .. } if *commit == slot + 2)));
+}
