@@ -722,3 +722,68 @@ fn a_two_phase_commit_coordinator_syncs_what_it_recovered_before_revealing_it() 
         })
     );
 }
+
+/// Found by the simulation (seed 140 of n3 leader/all/log, with a change
+/// that moved its timing): a kill keeps what the OS has, so a restarted
+/// acceptor can recover a promise that was flushed but never synced. It
+/// revealed that promise at once (a nack stood on no record of the new
+/// incarnation), and a power loss then took the promise back. The first
+/// input of an incarnation now records the recovered promise again, so
+/// whatever reveals it waits for a sync.
+#[test]
+fn a_restarted_acceptor_syncs_the_promise_it_recovered_before_revealing_it() {
+    let mut s = Script::new(3, |_| {}, PipelineBugs::default());
+    let high = Ballot::new(5, 2);
+    s.input(
+        3,
+        Input::Message {
+            from: 2,
+            msg: Message::Prepare {
+                ballot: high,
+                from_slot: 0,
+            },
+        },
+    );
+    // The promise record is appended and flushed, not synced; then a kill.
+    s.ship(3);
+    s.take(3);
+    s.nodes[2].pipeline.flush().unwrap();
+    assert!(
+        s.on_wire("promise").is_empty(),
+        "the promise waits for its record"
+    );
+    s.crash(3, false);
+    s.restart(3, 10);
+    assert_eq!(
+        s.replica(3).promised(),
+        high,
+        "the kill kept the flushed record"
+    );
+    // A lower ballot is refused with the recovered promise: not before a
+    // sync makes it durable.
+    s.input(
+        3,
+        Input::Message {
+            from: 1,
+            msg: Message::Prepare {
+                ballot: Ballot::new(3, 1),
+                from_slot: 0,
+            },
+        },
+    );
+    s.ship(3);
+    s.take(3);
+    assert!(
+        s.on_wire("nack").is_empty(),
+        "a nack revealed the recovered promise before it was durable"
+    );
+    s.sync(3);
+    assert_eq!(
+        s.on_wire("nack"),
+        std::collections::BTreeSet::from([(3, 1)])
+    );
+    // Durable now: a power loss keeps it.
+    s.crash(3, true);
+    s.restart(3, 20);
+    assert_eq!(s.replica(3).promised(), high);
+}

@@ -299,6 +299,9 @@ pub struct Replica {
     /// side: the record stream, the release policy, the state machine and
     /// the clients' bookkeeping.
     tpc: Option<Box<TwoPc>>,
+    /// Set by recovery when it read a promise: the first input of this
+    /// incarnation records it again (see `handle_into`).
+    recovered_unsynced: bool,
 }
 
 impl Replica {
@@ -353,6 +356,7 @@ impl Replica {
             refused: 0,
             rejoin_floor: None,
             tpc: None,
+            recovered_unsynced: false,
         };
         if r.cfg.protocol == Protocol::TwoPhaseCommit {
             let (t, kv) = TwoPc::recover(&r.cfg, &disk.records);
@@ -403,6 +407,9 @@ impl Replica {
                 | Record::TpcDecided { .. } => {}
             }
         }
+        // A rejoining node promises nothing until it has rejoined; its
+        // floor was synced when it was written.
+        r.recovered_unsynced = r.acceptor.promised != Ballot::ZERO && r.rejoin_floor.is_none();
         let chosen: Vec<Slot> = r.chosen.keys().copied().collect();
         for s in chosen {
             r.acceptor.accepted.remove(&s);
@@ -520,6 +527,17 @@ impl Replica {
             t.handle(self, input, out);
             self.tpc = Some(t);
             return;
+        }
+        if self.recovered_unsynced {
+            // What recovery read may have been flushed but never synced (a
+            // kill keeps what the OS has; a power loss later would not).
+            // Recording the recovered promise again, before any output,
+            // makes every answer that reveals the promise or a recovered
+            // vote (they stand on `barrier`) wait for a sync, which makes
+            // all of it durable.
+            self.recovered_unsynced = false;
+            let ballot = self.acceptor.promised;
+            self.persist(Record::Promise { ballot }, out);
         }
         match input {
             Input::Message { from, msg } => {
