@@ -574,6 +574,26 @@ async fn a_peer_stream_without_the_token_or_with_garbage_is_refused_with_a_reaso
     assert_eq!(refusal["error"], "bad-request", "{refusal}");
     assert_eq!(read_frame(&mut s), Value::Null);
 
+    // A frame that arrives in pieces, the first right behind a whole one
+    // (so an acknowledgement falls due while it is half read), is read
+    // whole: both batches are acknowledged and the stream stays open.
+    let (answer, mut s) = open_stream(&addr, hello(TOKEN, 2, &cluster).as_bytes());
+    assert_eq!(answer, json!({"ok": true}));
+    let split = frame(b"[]                                          ");
+    let mut first = frame(b"[]");
+    first.extend_from_slice(&split[..10]);
+    s.write_all(&first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&split[10..]).unwrap();
+    let mut counted = 0;
+    while counted < 2 {
+        let mut ack = [0u8; 8];
+        s.read_exact(&mut ack)
+            .unwrap_or_else(|e| panic!("no ack for the split batch (acked {counted}): {e}"));
+        counted = u64::from_be_bytes(ack);
+        assert!(counted <= 2, "ack {counted}: the stream lost its framing");
+    }
+
     // A frame over the limit ends the stream without reading it.
     let (_, mut s) = open_stream(&addr, hello(TOKEN, 2, &cluster).as_bytes());
     s.write_all(&u32::MAX.to_be_bytes()).unwrap();

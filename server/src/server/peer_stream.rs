@@ -26,15 +26,17 @@
 //! partition, a paused peer or a link holding bytes costs a link at most
 //! that long after it heals, instead of TCP's backed-off retransmissions.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use synod_node::{Message, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::sync::{watch, Mutex, Notify};
 
 use super::api::{self, AppState, PEER_BODY_LIMIT};
 use super::metrics::kind_index;
@@ -196,62 +198,94 @@ pub async fn serve(
         return;
     }
     let from = hello.from;
-    let mut read: u64 = 0;
-    let mut acked: u64 = 0;
-    let mut last_frame = Instant::now();
-    let mut ack_at: Option<Instant> = None;
+    // Acknowledgements go out from a task of their own: a frame being read
+    // is never interrupted by an ack's timer (reading a frame is not
+    // cancellation-safe, and a large or delayed frame spans many reads).
+    let wr = Arc::new(Mutex::new(wr));
+    let read = Arc::new(AtomicU64::new(0));
+    let more = Arc::new(Notify::new());
+    let acker = AbortOnDrop(tokio::spawn(acknowledge(
+        wr.clone(),
+        read.clone(),
+        more.clone(),
+    )));
+    let mut n: u64 = 0;
     loop {
-        let idle_at = last_frame + idle_timeout;
-        tokio::select! {
-            r = read_frame(&mut rd, &mut buf, PEER_BODY_LIMIT) => {
-                match r {
-                    Ok(true) => {}
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::debug!(from, error = %e, "peer stream broke");
-                        break;
-                    }
-                }
-                read += 1;
-                last_frame = Instant::now();
-                ack_at.get_or_insert(last_frame + ACK_EVERY);
-                let messages: Vec<Message> = match serde_json::from_slice(&buf) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        // A sender that writes garbage is told why and cut off.
-                        st.metrics.http_error("bad-request");
-                        let _ = wr.write_all(&refuse("bad-request", format!(
-                            "batch {read} is not a JSON array of messages: {e}"
-                        ))).await;
-                        tracing::warn!(from, error = %e, "peer stream sent an invalid batch; closed");
-                        break;
-                    }
-                };
-                for m in &messages {
-                    st.metrics.peer_received[kind_index(m.message_kind())].fetch_add(1, Relaxed);
-                }
-                if messages.is_empty() {
-                    continue;
-                }
-                if st.events.try_send(super::driver::Event::Peer { from, messages }).is_err() {
-                    // A lost batch is a lost message.
-                    st.metrics.http_error("overloaded");
-                }
+        // An idle timeout or a shutdown ends the stream, so dropping a
+        // frame half read there loses nothing that matters.
+        let r = tokio::select! {
+            r = tokio::time::timeout(idle_timeout, read_frame(&mut rd, &mut buf, PEER_BODY_LIMIT)) => r,
+            _ = shutdown.changed() => break,
+        };
+        match r {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => break,
+            Ok(Err(e)) => {
+                tracing::debug!(from, error = %e, "peer stream broke");
+                break;
             }
-            _ = tokio::time::sleep_until(ack_at.unwrap_or(idle_at)), if ack_at.is_some() => {
-                ack_at = None;
-                if read > acked {
-                    acked = read;
-                    if wr.write_all(&read.to_be_bytes()).await.is_err() {
-                        break;
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(idle_at) => {
+            Err(_) => {
                 st.metrics.connection_closed("idle");
                 break;
             }
-            _ = shutdown.changed() => break,
+        }
+        n += 1;
+        read.store(n, Relaxed);
+        more.notify_one();
+        let messages: Vec<Message> = match serde_json::from_slice(&buf) {
+            Ok(m) => m,
+            Err(e) => {
+                // A sender that writes garbage is told why and cut off.
+                drop(acker);
+                st.metrics.http_error("bad-request");
+                let refusal = refuse(
+                    "bad-request",
+                    format!("batch {n} is not a JSON array of messages: {e}"),
+                );
+                let _ = wr.lock().await.write_all(&refusal).await;
+                tracing::warn!(from, error = %e, "peer stream sent an invalid batch; closed");
+                return;
+            }
+        };
+        for m in &messages {
+            st.metrics.peer_received[kind_index(m.message_kind())].fetch_add(1, Relaxed);
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        if st
+            .events
+            .try_send(super::driver::Event::Peer { from, messages })
+            .is_err()
+        {
+            // A lost batch is a lost message.
+            st.metrics.http_error("overloaded");
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Writes the count of batches read, at most every [`ACK_EVERY`] and only
+/// when it has grown.
+async fn acknowledge(wr: Arc<Mutex<OwnedWriteHalf>>, read: Arc<AtomicU64>, more: Arc<Notify>) {
+    let mut acked = 0;
+    loop {
+        more.notified().await;
+        tokio::time::sleep(ACK_EVERY).await;
+        let n = read.load(Relaxed);
+        if n > acked {
+            acked = n;
+            if wr.lock().await.write_all(&n.to_be_bytes()).await.is_err() {
+                return;
+            }
         }
     }
 }
