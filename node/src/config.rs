@@ -162,7 +162,9 @@ pub struct Config {
     pub fsync: Fsync,
     /// Client commands per log slot.
     pub batch_size: usize,
-    /// Slots in phase 2 at once.
+    /// Slots in phase 2 at once. Commands that arrive while the window is
+    /// full wait for a slot to be chosen and then go out together, so a
+    /// small window batches by itself under load (see `--pipeline`).
     pub pipeline: usize,
     pub heartbeat_ms: u64,
     /// Followers start an election after a random timeout in
@@ -234,7 +236,7 @@ impl Config {
             reads: Reads::Log,
             fsync: Fsync::Always,
             batch_size: 64,
-            pipeline: 16,
+            pipeline: 2,
             heartbeat_ms: 50,
             election_timeout_ms: 300,
             lease_drift_ms: 50,

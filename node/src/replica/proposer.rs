@@ -391,7 +391,11 @@ mod tests {
             Entry::batch(vec![cmd(2)]),
             Entry::batch(vec![cmd(3)]),
         );
-        let mut r = replica(1);
+        // A window wide enough for the three slots phase 1 leaves open, so
+        // all of them are re-proposed at once.
+        let mut cfg = crate::config::Config::new(1, vec![1, 2, 3]);
+        cfg.pipeline = 3;
+        let mut r = crate::replica::Replica::new(cfg, 1, 0);
         // This node accepted `newer` in slot 0 at ballot 2.3.
         let b23 = Ballot::new(2, 3);
         msg(

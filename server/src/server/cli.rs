@@ -127,8 +127,11 @@ pub struct Args {
     #[arg(long, env = "SYNOD_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
 
-    /// Slots in phase 2 at once.
-    #[arg(long, env = "SYNOD_PIPELINE", default_value_t = 16)]
+    /// Slots in phase 2 at once. Commands that arrive while the window is
+    /// full wait and then share the next slot: a small window batches by
+    /// itself under load, where every slot costs messages, records and
+    /// syncs on every node.
+    #[arg(long, env = "SYNOD_PIPELINE", default_value_t = 2)]
     pub pipeline: usize,
 
     /// Leader heartbeat interval, in milliseconds.

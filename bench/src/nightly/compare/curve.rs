@@ -281,13 +281,7 @@ pub(super) fn plot(curves: &[Curve]) -> String {
         }
         root.present().map_err(|e| e.to_string())
     })();
-    match result {
-        Ok(()) => svg,
-        Err(e) => format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"40\"><text x=\"10\" y=\"25\">plot unavailable: {}</text></svg>",
-            escape(&e)
-        ),
-    }
+    super::plots::svg_or_reason(svg, result)
 }
 
 /// The cells of one table row: configuration, loop, load, ok ops/s, p50,

@@ -64,7 +64,13 @@ fn overlay(
         }
         root.present().map_err(|e| e.to_string())
     })();
-    match result {
+    svg_or_reason(svg, result)
+}
+
+/// A drawn picture, or where drawing failed a picture that says why
+/// (a comparison page is still worth reading without one of its plots).
+pub(super) fn svg_or_reason(svg: String, drawn: Result<(), String>) -> String {
+    match drawn {
         Ok(()) => svg,
         Err(e) => format!(
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"40\"><text x=\"10\" y=\"25\">plot unavailable: {}</text></svg>",
