@@ -16,6 +16,10 @@ pub(super) struct Waiting {
     /// Left this node (proposed or forwarded): past the deadline the
     /// outcome is unknown rather than "not proposed".
     pub(super) sent: bool,
+    /// The command, kept once sent if it carries a client's sequence
+    /// number, so it can be sent again when the leader changes (see
+    /// [`Replica::reclaim_sent`]).
+    pub(super) resend: Option<Command>,
 }
 
 /// A lease read waiting for the leader to apply up to `read_index`.
@@ -50,6 +54,7 @@ impl Replica {
             request,
             deadline,
             sent: false,
+            resend: None,
         };
         self.waiting.insert(cmd.id, waiting);
         self.queue.push_back(cmd);
@@ -114,6 +119,44 @@ impl Replica {
         }
     }
 
+    /// Marks this node's own commands as sent (proposed or forwarded),
+    /// keeping those a client numbered for [`Replica::reclaim_sent`].
+    pub(super) fn mark_sent(&mut self, commands: &[Command]) {
+        for c in commands {
+            if c.id.node != self.cfg.id || c.id.boot != self.boot {
+                continue;
+            }
+            if let Some(w) = self.waiting.get_mut(&c.id) {
+                w.sent = true;
+                if c.dedup.is_some() {
+                    w.resend = Some(c.clone());
+                }
+            }
+        }
+    }
+
+    /// The leader changed: queues again the commands this node sent
+    /// (forwarded, or proposed while it led) that are still unanswered, so
+    /// they reach the new leader. The old one may have dropped them: a
+    /// node that is no longer leader, or never became it, drops what it is
+    /// forwarded, and a slot no acceptor accepted dies with its leader.
+    /// Only commands a client numbered go again: the state machine applies
+    /// a client's sequence number once, whatever number of slots it lands
+    /// in (`Kv::apply`), so a command that did get through loses nothing.
+    /// The others stay sent; past their deadline they are indeterminate.
+    pub(super) fn reclaim_sent(&mut self) {
+        let queued: std::collections::HashSet<CmdId> = self.queue.iter().map(|c| c.id).collect();
+        let mut again: Vec<Command> = self
+            .waiting
+            .values()
+            .filter_map(|w| w.resend.clone())
+            .filter(|c| !queued.contains(&c.id))
+            .collect();
+        // In the order the clients asked.
+        again.sort_unstable_by_key(|c| c.id.request);
+        self.queue.extend(again);
+    }
+
     /// Replies to requests past their deadline.
     pub(super) fn expire_requests(&mut self, out: &mut Outputs) {
         let now = self.now;
@@ -127,12 +170,13 @@ impl Replica {
             expired.sort_unstable_by_key(|id| id.request);
             for id in expired {
                 let w = self.waiting.remove(&id).expect("collected just above");
+                // A sent command may be queued again (`reclaim_sent`).
+                self.queue.retain(|c| c.id != id);
                 let outcome = if w.sent {
                     RequestOutcome::Indeterminate {
                         reason: "proposed, but not known to be chosen before the deadline".into(),
                     }
                 } else {
-                    self.queue.retain(|c| c.id != id);
                     RequestOutcome::NotProposed {
                         reason: "no leader reachable before the deadline".into(),
                     }

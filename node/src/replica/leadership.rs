@@ -2,9 +2,11 @@
 //! elections, stepping down, the read lease and its guard, and the tick
 //! that drives every timer.
 
+use std::collections::BTreeSet;
+
 use rand::Rng;
 
-use crate::config::Proposers;
+use crate::config::{Learn, Proposers};
 use crate::message::Message;
 use crate::types::{Ballot, KvOp, NodeId, Slot};
 
@@ -64,7 +66,11 @@ impl Replica {
         if from == self.cfg.id {
             return;
         }
+        let new_leader = self.leader != Some((from, ballot));
         self.leader = Some((from, ballot));
+        if new_leader {
+            self.reclaim_sent();
+        }
         self.last_heard_leader = self.now;
         self.heard_since_tick = true;
         self.election_deadline = self.now + self.election_timeout();
@@ -97,6 +103,7 @@ impl Replica {
         };
         l.last_heartbeat = now;
         l.announced_commit = self.commit;
+        l.owed = l.owed.split_off(&self.commit);
         l.acked_sent_at.insert(self.cfg.id, now);
         l.last_heard_from.insert(self.cfg.id, now);
         self.last_heard_leader = now;
@@ -109,13 +116,42 @@ impl Replica {
         self.send_to_others(m, out);
     }
 
-    /// learn=leader: tell followers at once when the commit point moves.
+    /// learn=leader: when the commit point moves, tell at once the
+    /// followers that wait for it: those whose clients' commands it covers
+    /// (they answer them once they apply). The others hear it with the
+    /// next accept or heartbeat, so a leader's own clients cost no
+    /// announcement and no ack. With lease reads, and with learn=all,
+    /// every follower hears at once, as a heartbeat.
     pub(super) fn announce_commit(&mut self, out: &mut Outputs) {
-        if let Role::Leader(l) = &self.role {
-            if l.announced_commit < self.commit {
-                self.heartbeat(out);
-            }
+        let targeted = self.cfg.learn == Learn::Leader && !self.lease_mode();
+        let Role::Leader(l) = &mut self.role else {
+            return;
+        };
+        if l.announced_commit >= self.commit {
+            return;
         }
+        if !targeted {
+            self.heartbeat(out);
+            return;
+        }
+        l.announced_commit = self.commit;
+        let later = l.owed.split_off(&self.commit);
+        let owed: BTreeSet<NodeId> = std::mem::replace(&mut l.owed, later)
+            .into_values()
+            .flatten()
+            .collect();
+        if owed.is_empty() {
+            return;
+        }
+        // A heartbeat in form, but not the periodic one: the others'
+        // timers (and `last_heartbeat`) are left alone.
+        let m = Message::Heartbeat {
+            ballot: l.ballot,
+            commit: self.commit,
+            sent_at: self.now,
+            term_start: l.term_start,
+        };
+        self.fan_out(m, |to| owed.contains(&to), out);
     }
 
     /// Whether this follower still owes its leader the guard: it heard the

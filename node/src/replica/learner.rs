@@ -11,6 +11,8 @@
 use crate::config::Learn;
 use crate::message::Message;
 use crate::storage::{Compaction, Record, Snapshot};
+use std::collections::BTreeSet;
+
 use crate::types::{Ballot, Entry, NodeId, Slot};
 
 use super::{Outputs, Replica, Role};
@@ -233,6 +235,16 @@ impl Replica {
         }
         if let Role::Leader(l) = &mut self.role {
             l.in_flight.remove(&slot);
+            let me = self.cfg.id;
+            let owners: BTreeSet<NodeId> = entry
+                .commands()
+                .iter()
+                .map(|c| c.id.node)
+                .filter(|&node| node != me)
+                .collect();
+            if !owners.is_empty() {
+                l.owed.insert(slot, owners);
+            }
         }
         self.chosen.insert(slot, entry);
         while self.chosen.contains_key(&self.commit) {

@@ -66,6 +66,10 @@ pub(super) struct Leader {
     pub(super) last_heartbeat: u64,
     /// Commit point last announced, so a move is announced at once.
     pub(super) announced_commit: Slot,
+    /// Per slot chosen above the announced commit point, the followers
+    /// whose clients' commands it holds: they wait for the commit point to
+    /// pass it to answer them (see `announce_commit`).
+    pub(super) owed: BTreeMap<Slot, BTreeSet<NodeId>>,
 }
 
 impl Replica {
@@ -179,10 +183,12 @@ impl Replica {
             elected_at: self.now,
             last_heartbeat: self.now,
             announced_commit: self.commit,
+            owed: BTreeMap::new(),
         });
         self.leader = None;
         self.backoff_ms = 0;
         tracing::debug!(node = self.cfg.id, %ballot, start, end, "elected leader");
+        self.reclaim_sent();
         // `pump` re-proposes the slots of `start..end`, a window at a time.
         self.heartbeat(out);
     }
@@ -216,15 +222,9 @@ impl Replica {
         }
         let n = self.queue.len().min(self.cfg.batch_size);
         let batch: Vec<Command> = self.queue.drain(..n).collect();
-        for c in &batch {
-            if c.id.node == self.cfg.id && c.id.boot == self.boot {
-                if let Some(w) = self.waiting.get_mut(&c.id) {
-                    w.sent = true;
-                }
-            }
-        }
         let slot = l.next_slot;
         l.next_slot += 1;
+        self.mark_sent(&batch);
         Some((slot, Entry::batch(batch)))
     }
 
@@ -241,6 +241,7 @@ impl Replica {
         // under load, new slots go out with every commit and followers
         // learn it for free (one heartbeat and ack fewer per slot).
         l.announced_commit = l.announced_commit.max(commit);
+        l.owed = l.owed.split_off(&commit);
         l.in_flight.insert(
             slot,
             InFlight {
@@ -321,12 +322,13 @@ impl Replica {
                     let Some((leader, _)) = self.leader else {
                         return;
                     };
-                    let commands: Vec<Command> = self.queue.drain(..).collect();
-                    for c in &commands {
-                        if let Some(w) = self.waiting.get_mut(&c.id) {
-                            w.sent = true;
-                        }
+                    let mut commands: Vec<Command> = self.queue.drain(..).collect();
+                    // A command queued again may have been answered since.
+                    commands.retain(|c| self.waiting.contains_key(&c.id));
+                    if commands.is_empty() {
+                        return;
                     }
+                    self.mark_sent(&commands);
                     self.send(leader, Message::Forward { commands }, out);
                 }
                 Proposers::Any => {

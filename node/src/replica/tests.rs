@@ -2,7 +2,9 @@
 //! a whole cluster of replicas. Each role's tests live next to it.
 
 use super::*;
-use crate::types::{ClientReply, ClientRequest, KvOp, RequestOutcome, Value};
+use crate::types::{
+    ClientReply, ClientRequest, ClientSeq, Command, KvOp, RequestId, RequestOutcome, Value,
+};
 
 /// Delivers messages among replicas until quiet (no loss, in order).
 fn settle(nodes: &mut [Replica], mut pending: Vec<(NodeId, NodeId, Message)>) -> Vec<ClientReply> {
@@ -44,6 +46,12 @@ fn three_replicas_elect_a_leader_and_apply_a_write() {
             value: Some(Value::Int(1))
         }]
     );
+    // Node 3 waits for nothing: it hears the commit point with the
+    // leader's next heartbeat.
+    assert_eq!(nodes[2].state().map.get("x"), None);
+    let out = nodes[0].handle(Input::Tick { now: 10_100 });
+    let msgs = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, msgs);
     for n in &nodes {
         assert_eq!(
             n.state().map.get("x"),
@@ -137,7 +145,8 @@ fn a_commit_carried_by_new_accepts_is_not_announced_again() {
     nodes[2].handle(Input::Message { from: 1, msg: next });
     assert_eq!(nodes[2].state().map.get("a"), Some(&Value::Int(1)));
 
-    // With nothing left to propose, the next commit is announced at once.
+    // With nothing left to propose, the next commit point waits for the
+    // next heartbeat: no follower has a client waiting for it.
     let vote = nodes[1].handle(Input::Message {
         from: 1,
         msg: accept_of(&out, 2),
@@ -147,8 +156,143 @@ fn a_commit_carried_by_new_accepts_is_not_announced_again() {
         from: 2,
         msg: accepted.msg,
     });
+    assert_eq!(out.replies.len(), 1, "the leader's client is answered");
+    assert!(
+        !out.messages()
+            .any(|(_, m)| matches!(m, Message::Heartbeat { .. })),
+        "announced to followers nobody waits on: {:?}",
+        msgs(&out)
+    );
+    let out = nodes[0].handle(Input::Tick { now: 10_100 });
     assert!(out
         .messages()
         .any(|(to, m)| to == 3
             && matches!(m, Message::Heartbeat { commit, .. } if *commit == slot + 2)));
+}
+
+/// Elects node 1 among three replicas with default settings.
+fn elected_cluster() -> Vec<Replica> {
+    let members = vec![1, 2, 3];
+    let mut nodes: Vec<Replica> = members
+        .iter()
+        .map(|&id| Replica::new(Config::new(id, members.clone()), id, 0))
+        .collect();
+    let out = nodes[0].handle(Input::Tick { now: 10_000 });
+    let election = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, election);
+    assert!(nodes[0].is_leader());
+    nodes
+}
+
+fn numbered_write(id: RequestId, seq: u64) -> Input {
+    Input::Client(ClientRequest {
+        id,
+        dedup: Some(ClientSeq { client: 40, seq }),
+        op: KvOp::Write {
+            key: "x".into(),
+            value: Value::Int(seq as i64),
+        },
+    })
+}
+
+#[test]
+fn a_new_commit_point_is_announced_at_once_to_the_followers_whose_clients_wait() {
+    let mut nodes = elected_cluster();
+    let out = nodes[1].handle(numbered_write(1, 1));
+    let forward = out.send.into_iter().find(|o| o.to == 1).expect("forwarded");
+    let out = nodes[0].handle(Input::Message {
+        from: 2,
+        msg: forward.msg,
+    });
+    let accept_to = |to| {
+        out.send
+            .iter()
+            .find(|o| o.to == to)
+            .map(|o| o.msg.clone())
+            .expect("an accept")
+    };
+    // Node 2 holds the value (its vote is lost); node 3's vote chooses it.
+    nodes[1].handle(Input::Message {
+        from: 1,
+        msg: accept_to(2),
+    });
+    let accept = accept_to(3);
+    let vote = nodes[2].handle(Input::Message {
+        from: 1,
+        msg: accept,
+    });
+    let accepted = vote.send.into_iter().find(|o| o.to == 1).expect("a vote");
+    let out = nodes[0].handle(Input::Message {
+        from: 3,
+        msg: accepted.msg,
+    });
+    let heartbeats: Vec<NodeId> = out
+        .messages()
+        .filter(|(_, m)| matches!(m, Message::Heartbeat { .. }))
+        .map(|(to, _)| to)
+        .collect();
+    // Node 2 answers its client on hearing it; node 3 need not hear yet.
+    assert_eq!(heartbeats, vec![2], "{:?}", msgs(&out));
+    let hb = out.send.into_iter().find(|o| o.to == 2).expect("heartbeat");
+    let out = nodes[1].handle(Input::Message {
+        from: 1,
+        msg: hb.msg,
+    });
+    assert_eq!(out.replies.len(), 1, "node 2's client is answered");
+}
+
+#[test]
+fn a_numbered_command_forwarded_to_a_leader_that_lost_it_goes_to_the_next() {
+    let mut nodes = elected_cluster();
+    // Node 2 forwards two writes to node 1, which never gets them (or
+    // drops them: it is no longer leader). One is numbered by its client.
+    nodes[1].handle(numbered_write(1, 1));
+    nodes[1].handle(Input::Client(ClientRequest {
+        id: 2,
+        dedup: None,
+        op: KvOp::Write {
+            key: "y".into(),
+            value: Value::Int(2),
+        },
+    }));
+    // Node 3 takes over and node 2 hears it.
+    let b = Ballot::new(9, 3);
+    let out = nodes[1].handle(Input::Message {
+        from: 3,
+        msg: Message::Heartbeat {
+            ballot: b,
+            commit: 0,
+            sent_at: 0,
+            term_start: 0,
+        },
+    });
+    let forwarded: Vec<&Command> = out
+        .messages()
+        .filter_map(|(to, m)| match m {
+            Message::Forward { commands } if to == 3 => Some(commands),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    // Only the numbered write goes again: the state machine applies it
+    // once even if node 1 did propose it. The other may have been chosen
+    // already, so it stays with the old leader and ends indeterminate.
+    assert_eq!(forwarded.len(), 1, "{:?}", msgs(&out));
+    assert_eq!(forwarded[0].dedup, Some(ClientSeq { client: 40, seq: 1 }));
+    // The same leader heard again sends nothing again.
+    let out = nodes[1].handle(Input::Message {
+        from: 3,
+        msg: Message::Heartbeat {
+            ballot: b,
+            commit: 0,
+            sent_at: 5,
+            term_start: 0,
+        },
+    });
+    assert!(
+        !out.messages()
+            .any(|(_, m)| matches!(m, Message::Forward { .. })),
+        "{:?}",
+        msgs(&out)
+    );
 }

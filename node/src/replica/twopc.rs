@@ -293,6 +293,8 @@ impl TwoPc {
                 request: req.id,
                 deadline,
                 sent: !coord,
+                // Two-phase commit has no leader to change.
+                resend: None,
             },
         );
         if coord {
