@@ -32,7 +32,8 @@
 //!
 //! *Learning.* With `learn=leader` acceptors answer the leader, the
 //! distinguished learner, which counts and announces its commit point
-//! (every slot below is chosen) in accepts and heartbeats; a follower
+//! (every slot below is chosen) in accepts and heartbeats, at once to
+//! the followers whose clients wait for the slots it covers; a follower
 //! marks a slot chosen when the entry it accepted there carries the
 //! leader's ballot (one ballot proposes one value per slot). With
 //! `learn=all` every acceptor tells every node, and each counts for
@@ -123,7 +124,10 @@
 //!   persisted in the same `persist`).
 //! - A message from a node that is not a member is ignored.
 //! - A forwarded command that reaches a node which is no longer leader is
-//!   dropped; the origin answers `Indeterminate` at the deadline. A read
+//!   dropped. When the origin hears a new leader it sends again the
+//!   commands it sent that a client numbered (`dedup`: the state machine
+//!   applies each once); the others it answers `Indeterminate` at the
+//!   deadline. A read
 //!   forwarded from a follower goes through the log even with
 //!   `reads=lease` (only the leader's own clients get lease reads).
 //! - With `proposers=any` there is no stable leader, so `reads=lease`
