@@ -20,6 +20,9 @@ pub(super) struct Waiting {
     /// number, so it can be sent again when the leader changes (see
     /// [`Replica::reclaim_sent`]).
     pub(super) resend: Option<Command>,
+    /// Queued again by `reclaim_sent`: the copy leaves the queue when the
+    /// command is answered.
+    pub(super) requeued: bool,
 }
 
 /// A lease read waiting for the leader to apply up to `read_index`.
@@ -55,6 +58,7 @@ impl Replica {
             deadline,
             sent: false,
             resend: None,
+            requeued: false,
         };
         self.waiting.insert(cmd.id, waiting);
         self.queue.push_back(cmd);
@@ -146,15 +150,27 @@ impl Replica {
     /// The others stay sent; past their deadline they are indeterminate.
     pub(super) fn reclaim_sent(&mut self) {
         let queued: std::collections::HashSet<CmdId> = self.queue.iter().map(|c| c.id).collect();
-        let mut again: Vec<Command> = self
-            .waiting
-            .values()
-            .filter_map(|w| w.resend.clone())
-            .filter(|c| !queued.contains(&c.id))
-            .collect();
+        let mut again: Vec<Command> = Vec::new();
+        for w in self.waiting.values_mut() {
+            if let Some(c) = &w.resend {
+                if !queued.contains(&c.id) {
+                    w.requeued = true;
+                    again.push(c.clone());
+                }
+            }
+        }
         // In the order the clients asked.
         again.sort_unstable_by_key(|c| c.id.request);
         self.queue.extend(again);
+    }
+
+    /// This node's own command `id` was answered: a copy `reclaim_sent`
+    /// queued again must not go out once more (it would cost a slot, and
+    /// with `proposers=any` a campaign).
+    pub(super) fn answered(&mut self, id: CmdId, w: &Waiting) {
+        if w.requeued {
+            self.queue.retain(|c| c.id != id);
+        }
     }
 
     /// Replies to requests past their deadline.
@@ -170,8 +186,9 @@ impl Replica {
             expired.sort_unstable_by_key(|id| id.request);
             for id in expired {
                 let w = self.waiting.remove(&id).expect("collected just above");
-                // A sent command may be queued again (`reclaim_sent`).
-                self.queue.retain(|c| c.id != id);
+                if !w.sent || w.requeued {
+                    self.queue.retain(|c| c.id != id);
+                }
                 let outcome = if w.sent {
                     RequestOutcome::Indeterminate {
                         reason: "proposed, but not known to be chosen before the deadline".into(),

@@ -66,9 +66,9 @@ impl Replica {
         if from == self.cfg.id {
             return;
         }
-        let new_leader = self.leader != Some((from, ballot));
         self.leader = Some((from, ballot));
-        if new_leader {
+        if ballot > self.reclaimed_for {
+            self.reclaimed_for = ballot;
             self.reclaim_sent();
         }
         self.last_heard_leader = self.now;

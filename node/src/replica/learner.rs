@@ -268,6 +268,7 @@ impl Replica {
                 let outcome = self.kv.apply(cmd);
                 if cmd.id.node == self.cfg.id && cmd.id.boot == self.boot {
                     if let Some(w) = self.waiting.remove(&cmd.id) {
+                        self.answered(cmd.id, &w);
                         self.reply(w.request, outcome, out);
                     }
                 }

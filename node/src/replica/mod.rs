@@ -271,6 +271,10 @@ pub struct Replica {
     role: Role,
     /// The leader this node follows, and its ballot.
     leader: Option<(NodeId, Ballot)>,
+    /// The highest leader's ballot this node sent its unanswered commands
+    /// again for (`reclaim_sent`): a node that hears two leaders in turn
+    /// sends them once per new ballot, not at every turn.
+    reclaimed_for: Ballot,
     /// When this node last heard its leader (lease guard, elections).
     last_heard_leader: u64,
     /// A leader was heard since the last tick. The core's clock is only as
@@ -345,6 +349,7 @@ impl Replica {
             catch_up_asked_at: log_start,
             role: Role::Follower,
             leader: None,
+            reclaimed_for: Ballot::default(),
             // After a restart this node does not know when it last heard a
             // leader: assume "just now", so it never cuts a lease short.
             last_heard_leader: now,
@@ -665,7 +670,9 @@ impl Replica {
             }
             Message::Forward { commands } => match self.role {
                 // Only a leader or a would-be leader takes them; anyone
-                // else drops them and the origin answers `Indeterminate`.
+                // else drops them. The origin sends its clients' numbered
+                // commands again when it hears the next leader
+                // (`reclaim_sent`) and answers the others `Indeterminate`.
                 Role::Leader(_) | Role::Candidate(_) => self.queue.extend(commands),
                 Role::Follower => {}
             },

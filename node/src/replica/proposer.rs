@@ -64,7 +64,9 @@ pub(super) struct Leader {
     pub(super) acked_sent_at: HashMap<NodeId, u64>,
     pub(super) elected_at: u64,
     pub(super) last_heartbeat: u64,
-    /// Commit point last announced, so a move is announced at once.
+    /// Commit point last sent to every follower (in an accept or a
+    /// heartbeat); `announce_commit` tells the followers in `owed` of a
+    /// move past it at once.
     pub(super) announced_commit: Slot,
     /// Per slot chosen above the announced commit point, the followers
     /// whose clients' commands it holds: they wait for the commit point to
@@ -188,6 +190,7 @@ impl Replica {
         self.leader = None;
         self.backoff_ms = 0;
         tracing::debug!(node = self.cfg.id, %ballot, start, end, "elected leader");
+        self.reclaimed_for = self.reclaimed_for.max(ballot);
         self.reclaim_sent();
         // `pump` re-proposes the slots of `start..end`, a window at a time.
         self.heartbeat(out);

@@ -295,6 +295,7 @@ impl TwoPc {
                 sent: !coord,
                 // Two-phase commit has no leader to change.
                 resend: None,
+                requeued: false,
             },
         );
         if coord {
