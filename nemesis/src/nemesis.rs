@@ -336,6 +336,11 @@ impl<B: Backend> Nemesis<B> {
             let Some(step) = schedule.steps.choose(&mut self.rng).cloned() else {
                 return;
             };
+            if step.faults().iter().any(|f| f.names_the_leader())
+                && self.await_leader(&mut stop).await
+            {
+                return;
+            }
             let faults = self.draw(&step).await;
             self.start_together(faults).await;
             if self.hold(schedule.interval, &mut stop).await {
@@ -357,6 +362,26 @@ impl<B: Backend> Nemesis<B> {
 }
 
 impl<B: Backend> Nemesis<B> {
+    /// Before a step that names a shape drawn around the leader
+    /// (`kill:leader`, `partition:isolate-leader`, ...): waits, up to
+    /// [`LEADER_WAIT`], for the cluster to report one. The previous fault
+    /// may have left it electing, and the user asked for the leader, not
+    /// the random node a leaderless draw falls back to. True if the run
+    /// stopped meanwhile.
+    async fn await_leader(&self, stop: &mut watch::Receiver<bool>) -> bool {
+        let until = tokio::time::Instant::now() + LEADER_WAIT;
+        while self.admin.find_leader(&*self.backend).await.is_none() {
+            if tokio::time::Instant::now() >= until {
+                tracing::info!("no leader reported; drawing without one");
+                return false;
+            }
+            if wait_or_stop(Duration::from_millis(100), stop).await {
+                return true;
+            }
+        }
+        false
+    }
+
     /// Holds the faults in force for `hold`, moving those that move
     /// ([`crate::fault::Motion`]: a flapping link, a partition that
     /// prepares before it cuts) when they ask, re-applying the fold and
@@ -418,6 +443,11 @@ impl<B: Backend> Nemesis<B> {
 }
 
 /// Sleeps for `d`; true if `stop` turned true first.
+/// The longest a step aimed at the leader waits for one: a few election
+/// timeouts of either target (Synod's 300-600 ms by default, etcd's
+/// 1-2 s).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
 async fn wait_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     if *stop.borrow_and_update() {
         return true;

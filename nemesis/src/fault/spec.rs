@@ -298,6 +298,24 @@ impl FaultSpec {
     pub fn any(kind: FaultKind) -> FaultSpec {
         FaultSpec { kind, shape: None }
     }
+
+    /// Whether the user named a shape drawn around the leader, which
+    /// falls back to a random node when none leads.
+    pub fn names_the_leader(self) -> bool {
+        matches!(
+            self.shape,
+            Some(
+                Shape::Kill(KillShape::Leader | KillShape::Follower)
+                    | Shape::Clock(ClockShape::SlowLeader)
+                    | Shape::Partition(
+                        PartitionShape::IsolateLeader
+                            | PartitionShape::QuorumLoss
+                            | PartitionShape::Constrained
+                            | PartitionShape::Chained
+                    )
+            )
+        )
+    }
 }
 
 impl FaultSpec {
@@ -511,6 +529,23 @@ impl FromStr for Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shapes_drawn_around_the_leader_wait_for_one() {
+        let named = |s: &str| Step::parse_list(s).unwrap()[0].faults()[0].names_the_leader();
+        for s in [
+            "kill:leader",
+            "kill:follower",
+            "partition:isolate-leader",
+            "partition:chained",
+            "clock:slow-leader",
+        ] {
+            assert!(named(s), "{s}");
+        }
+        for s in ["kill", "partition", "partition:halves", "flap", "pause"] {
+            assert!(!named(s), "{s}");
+        }
+    }
 
     #[test]
     fn parses_lists_and_rejects_unknown_names() {
