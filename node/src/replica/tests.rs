@@ -20,16 +20,7 @@ fn settle(nodes: &mut [Replica], mut pending: Vec<(NodeId, NodeId, Message)>) ->
 
 #[test]
 fn three_replicas_elect_a_leader_and_apply_a_write() {
-    let members = vec![1, 2, 3];
-    let mut nodes: Vec<Replica> = members
-        .iter()
-        .map(|&id| Replica::new(Config::new(id, members.clone()), id, 0))
-        .collect();
-    // Node 1's election timer fires first.
-    let out = nodes[0].handle(Input::Tick { now: 10_000 });
-    let msgs = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
-    settle(&mut nodes, msgs);
-    assert!(nodes[0].is_leader());
+    let mut nodes = elected_cluster();
     let out = nodes[1].handle(Input::Client(ClientRequest {
         id: 7,
         dedup: None,
@@ -170,7 +161,8 @@ fn a_commit_carried_by_new_accepts_is_not_announced_again() {
             && matches!(m, Message::Heartbeat { commit, .. } if *commit == slot + 2)));
 }
 
-/// Elects node 1 among three replicas with default settings.
+/// Elects node 1 among three replicas with default settings (its
+/// election timer fires first).
 fn elected_cluster() -> Vec<Replica> {
     let members = vec![1, 2, 3];
     let mut nodes: Vec<Replica> = members
