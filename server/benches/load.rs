@@ -2,7 +2,8 @@
 //! loopback with `--fsync always`.
 //!
 //! 1. One client writes sequentially to the leader: its write latency
-//!    (target: p50 at most 1 ms).
+//!    (target: p50 at most 0.5 ms and at most 4x the fdatasync p50 the
+//!    bench measures on the nodes' filesystem before the run).
 //! 2. 64 concurrent clients, 50% reads and 50% writes over 1,000 keys, for
 //!    `SYNOD_LOAD_SECS` seconds (default 30): throughput and latency
 //!    (target: at least 5,000 ops/s with p99 at most 50 ms).
@@ -262,6 +263,36 @@ fn probe_fsync(dir: &std::path::Path) -> (f64, f64) {
     (ms(us[us.len() / 2]), ms(us[us.len() * 99 / 100]))
 }
 
+/// Sequential writes to one node for 3 s (at least 500): their latency.
+async fn single_client(url: String) -> Histogram<u64> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let mut single = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_secs(3) || n < 500 {
+        let s = Instant::now();
+        let r = http
+            .put(format!("{url}/v1/kv/single{}", n % KEYS as u64))
+            .json(&write(json!(n)))
+            .send()
+            .await;
+        let ok = match r {
+            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        if ok {
+            let _ = single.record(s.elapsed().as_micros() as u64);
+        }
+        n += 1;
+    }
+    single
+}
+
 async fn run(secs: u64, to_leader: bool) {
     let cluster = start_cluster();
     let (f50, f99) = probe_fsync(&cluster.dir);
@@ -289,31 +320,21 @@ async fn run(secs: u64, to_leader: bool) {
             .await;
     }
 
-    // 1. One client, sequential writes to the leader.
-    let mut single = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram");
+    // 1. One client, sequential writes to the leader, on a thread and
+    //    runtime of its own: the request and its connection's task then
+    //    run on one thread, as in a sequential client, so the figure
+    //    holds no hops between the bench's own threads.
     let cpu0 = Cpu::now(&cluster);
-    let t = Instant::now();
-    let mut n = 0u64;
-    while t.elapsed() < Duration::from_secs(3) || n < 500 {
-        let s = Instant::now();
-        let r = http
-            .put(format!(
-                "{}/v1/kv/single{}",
-                cluster.urls[leader],
-                n % KEYS as u64
-            ))
-            .json(&write(json!(n)))
-            .send()
-            .await;
-        let ok = match r {
-            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-            Err(_) => false,
-        };
-        if ok {
-            let _ = single.record(s.elapsed().as_micros() as u64);
-        }
-        n += 1;
-    }
+    let url = cluster.urls[leader].clone();
+    let single = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(single_client(url))
+    })
+    .join()
+    .expect("the single-client thread panicked");
     println!(
         "single client, writes to the leader: n={} p50={:.3} ms p90={:.3} ms p99={:.3} ms",
         single.len(),
@@ -401,11 +422,15 @@ async fn run(secs: u64, to_leader: bool) {
     println!("  {}", cpu1.per_op(cpu0, ok));
     let p99 = ms(all.value_at_quantile(0.99));
     let p50_single = ms(single.value_at_quantile(0.5));
+    let met = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
-        "targets: >= 5000 ops/s [{}], p99 <= 50 ms [{}], single-client write p50 <= 1 ms [{}]",
-        if ops >= 5000.0 { "met" } else { "MISSED" },
-        if p99 <= 50.0 { "met" } else { "MISSED" },
-        if p50_single <= 1.0 { "met" } else { "MISSED" },
+        "targets: >= 5000 ops/s [{}], p99 <= 50 ms [{}], single-client write p50 <= 0.5 ms [{}] \
+         and <= 4x the fdatasync p50 ({:.1}x) [{}]",
+        met(ops >= 5000.0),
+        met(p99 <= 50.0),
+        met(p50_single <= 0.5),
+        p50_single / f50,
+        met(p50_single <= 4.0 * f50),
     );
     // Per-node fsync counts: how much group commit batched.
     for (i, u) in cluster.urls.iter().enumerate() {
