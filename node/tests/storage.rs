@@ -3,7 +3,8 @@
 //! log atomically, the data directory is locked, a replica driven
 //! through a file storage keeps its acknowledged writes across a restart,
 //! and synced records survive a power loss on a filesystem that keeps only
-//! what POSIX promises.
+//! what POSIX promises. The log file is preallocated: its frames end where
+//! its zero tail begins, and every case holds with that tail or without.
 
 // SKIPPED lines go straight to stderr, which the test harness does not
 // capture, so a skip shows in `cargo test`'s output.
@@ -70,8 +71,13 @@ fn records() -> Vec<Record> {
     ]
 }
 
-/// Writes `records` as one group commit and returns the log bytes and the
-/// offset where each record ends.
+/// Where a log image's frames end: before its preallocated zeros.
+fn logical(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1)
+}
+
+/// Writes `records` one sync each and returns the log's frames (without
+/// the preallocated zeros) and the offset where each record ends.
 fn written_log(recs: &[Record]) -> (Vec<u8>, Vec<usize>) {
     let dir = temp_dir("source");
     let mut ends = Vec::new();
@@ -81,10 +87,17 @@ fn written_log(recs: &[Record]) -> (Vec<u8>, Vec<usize>) {
         for r in recs {
             s.append(std::slice::from_ref(r)).unwrap();
             s.sync().unwrap();
-            ends.push(fs::metadata(dir.join("log")).unwrap().len() as usize);
+            ends.push(s.log_len() as usize);
         }
     }
-    let bytes = fs::read(dir.join("log")).unwrap();
+    let mut bytes = fs::read(dir.join("log")).unwrap();
+    assert_eq!(
+        bytes.len() as u64,
+        synod_node::storage::file::PREALLOCATE,
+        "the log is preallocated"
+    );
+    assert!(bytes[*ends.last().unwrap()..].iter().all(|&b| b == 0));
+    bytes.truncate(*ends.last().unwrap());
     let _ = fs::remove_dir_all(&dir);
     (bytes, ends)
 }
@@ -93,18 +106,25 @@ fn written_log(recs: &[Record]) -> (Vec<u8>, Vec<usize>) {
 fn a_crash_at_every_byte_offset_recovers_a_consistent_prefix() {
     let recs = records();
     let (bytes, ends) = written_log(&recs);
-    for cut in 0..=bytes.len() {
+    // A crash leaves the bytes written up to some offset, and after them
+    // the end of the file (appended) or the preallocated zeros.
+    for (cut, zeros) in (0..=bytes.len()).flat_map(|c| [(c, 0), (c, 4096)]) {
         let dir = temp_dir("cut");
-        fs::write(dir.join("log"), &bytes[..cut]).unwrap();
+        let mut image = bytes[..cut].to_vec();
+        image.resize(cut + zeros, 0);
+        fs::write(dir.join("log"), &image).unwrap();
         let mut s = FileStorage::open(&dir, Fsync::Always).unwrap();
         let got = s
             .load()
-            .unwrap_or_else(|e| panic!("truncated at {cut}: recovery failed: {e}"));
+            .unwrap_or_else(|e| panic!("cut at {cut} (+{zeros} zeros): recovery failed: {e}"));
         let whole = ends.iter().filter(|&&e| e <= cut).count();
-        assert_eq!(got.records, recs[..whole], "truncated at byte {cut}");
-        // The torn tail is gone from the file, so appends continue cleanly.
+        assert_eq!(got.records, recs[..whole], "cut at {cut} (+{zeros} zeros)");
+        // The torn tail is gone from the file, so appends continue cleanly
+        // right after the last whole record, not after the zeros.
         let good = if whole == 0 { 0 } else { ends[whole - 1] };
-        assert_eq!(fs::metadata(dir.join("log")).unwrap().len() as usize, good);
+        assert_eq!(s.log_len() as usize, good, "cut at {cut} (+{zeros} zeros)");
+        let on_disk = fs::read(dir.join("log")).unwrap();
+        assert_eq!(logical(&on_disk), good, "cut at {cut} (+{zeros} zeros)");
         s.append(&recs[whole..]).unwrap();
         s.sync().unwrap();
         drop(s);
@@ -112,7 +132,7 @@ fn a_crash_at_every_byte_offset_recovers_a_consistent_prefix() {
         assert_eq!(
             again.load().unwrap().records,
             recs,
-            "after resuming at {cut}"
+            "after resuming at {cut} (+{zeros} zeros)"
         );
         // And the recovered state is a consistent replica.
         let r = Replica::recover(
@@ -301,7 +321,7 @@ fn a_log_cut_back_into_synced_records_is_refused_not_truncated() {
         s.mark_synced().unwrap();
         drop(s);
         let log = dir.join("log");
-        let len = fs::metadata(&log).unwrap().len();
+        let len = logical(&fs::read(&log).unwrap()) as u64;
         let frame = len / 50;
         let to = if cut_inside_a_frame {
             len / 2 + 3
@@ -347,8 +367,10 @@ fn a_torn_write_after_the_last_mark_is_still_a_torn_tail() {
         },
         &mut extra,
     );
+    // Over the preallocated zeros, as the write itself would have landed.
     let mut bytes = fs::read(&log).unwrap();
-    bytes.extend_from_slice(&extra[..extra.len() / 2]);
+    let end = logical(&bytes);
+    bytes[end..end + extra.len() / 2].copy_from_slice(&extra[..extra.len() / 2]);
     fs::write(&log, bytes).unwrap();
     let mut s = FileStorage::open(&dir, Fsync::Always).unwrap();
     let rec = s.load().unwrap();

@@ -1,8 +1,18 @@
-//! The real disk: `log` (append-only frames) and `snapshot` in a data
-//! directory, locked with `flock` so a second process refuses to start.
+//! The real disk: `log` (frames written one after another) and `snapshot`
+//! in a data directory, locked with `flock` so a second process refuses
+//! to start.
 //!
 //! Group commit is the caller's: many `append`s, then one `sync`
-//! (`fdatasync`, skipped with `fsync=never`). Snapshots and compacted logs
+//! (`fdatasync`, skipped with `fsync=never`).
+//!
+//! The log file is preallocated: it grows by [`PREALLOCATE`] bytes of
+//! zeros at a time, and frames overwrite those zeros. An fdatasync after a
+//! write that does not change the file's size has no inode to write (on
+//! ext4, one device write of three; measured in `docs/api.md`, "Data
+//! directory"). Its logical end is where the zero tail starts: a frame
+//! never ends in a zero byte (its payload is JSON) and never begins with
+//! twelve (its header has a checksum), so the last non-zero byte ends the
+//! last frame, or a torn one. Snapshots and compacted logs
 //! are written to a temporary file, fsynced, renamed over the old one, and
 //! the directory fsynced, so a crash leaves the old or the new file whole.
 //! A sync mark ([`super::watermark`]) lets recovery tell a torn last write
@@ -11,6 +21,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -28,10 +39,12 @@ pub struct FileStorage {
     /// Frames encoded since the last write, so one `sync` writes them all
     /// with a single syscall.
     pending: Vec<u8>,
-    /// The log file's inode and the bytes written to it: what the sync
-    /// mark vouches for after a sync.
+    /// The log file's inode and the bytes of frames written to it (its
+    /// logical end): what the sync mark vouches for after a sync.
     log_inode: u64,
     log_len: u64,
+    /// The log file's size: `log_len` and the zeros after it.
+    log_alloc: u64,
     /// Keeps the sync mark (none with `fsync=never`).
     marker: Option<Marker>,
     /// Held for the life of the storage: the `flock` on `LOCK`.
@@ -78,6 +91,7 @@ impl FileStorage {
             pending: Vec::new(),
             log_inode: 0,
             log_len: 0,
+            log_alloc: 0,
             marker,
             _lock: lock,
         })
@@ -89,15 +103,26 @@ impl FileStorage {
 
     /// Whether the directory holds no log records and no snapshot.
     pub fn is_empty(&self) -> Result<bool, StorageError> {
-        for path in [self.log_path(), self.snapshot_path()] {
-            match fs::metadata(&path) {
-                Ok(m) if m.len() > 0 => return Ok(false),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err(&path)(e)),
-            }
+        let snap = self.snapshot_path();
+        match fs::metadata(&snap) {
+            Ok(m) if m.len() > 0 => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&snap)(e)),
         }
-        Ok(true)
+        // A log of nothing but preallocated zeros holds no records.
+        let log = self.log_path();
+        match File::open(&log) {
+            Ok(f) => Ok(logical_len(&f).map_err(io_err(&log))? == 0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(io_err(&log)(e)),
+        }
+    }
+
+    /// Bytes of frames in the log (its logical end; the file is longer by
+    /// the preallocated zeros).
+    pub fn log_len(&self) -> u64 {
+        self.log_len
     }
 
     /// Moves a damaged log and snapshot aside (`log.damaged-<unix time>`),
@@ -152,7 +177,12 @@ impl FileStorage {
             let path = self.log_path();
             let existed = path.exists();
             let f = retry_out_of_descriptors(|| {
-                OpenOptions::new().create(true).append(true).open(&path)
+                OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .read(true)
+                    .write(true)
+                    .open(&path)
             })
             .map_err(io_err(&path))?;
             // A new file's name is durable once its directory is synced:
@@ -163,7 +193,8 @@ impl FileStorage {
                 self.sync_dir()?;
             }
             self.log_inode = watermark::inode(&f, &path)?;
-            self.log_len = f.metadata().map_err(io_err(&path))?.len();
+            self.log_alloc = f.metadata().map_err(io_err(&path))?.len();
+            self.log_len = logical_len(&f).map_err(io_err(&path))?;
             self.log = Some(f);
         }
         Ok(self.log.as_mut().expect("opened just above"))
@@ -211,6 +242,26 @@ fn retry_out_of_descriptors(mut open: impl FnMut() -> io::Result<File>) -> io::R
             r => return r,
         }
     }
+}
+
+/// How much the log file grows by at a time, in zeros that frames then
+/// overwrite.
+pub const PREALLOCATE: u64 = 1 << 20;
+
+/// Where a log file's frames end: after its last non-zero byte.
+fn logical_len(f: &File) -> io::Result<u64> {
+    let mut end = f.metadata()?.len();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let n = (chunk.len() as u64).min(end);
+        let buf = &mut chunk[..n as usize];
+        f.read_exact_at(buf, end - n)?;
+        if let Some(i) = buf.iter().rposition(|&b| b != 0) {
+            return Ok(end - n + i as u64 + 1);
+        }
+        end -= n;
+    }
+    Ok(0)
 }
 
 /// Reads a whole file, `None` if it does not exist.
@@ -291,7 +342,9 @@ impl Storage for FileStorage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => (Vec::new(), None),
             Err(e) => return Err(io_err(&log_path)(e)),
         };
-        let (records, good) = parse_log(&buf, &log_path.display().to_string())?;
+        // Past the last non-zero byte: preallocated zeros, not frames.
+        let end = buf.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+        let (records, good) = parse_log(&buf[..end], &log_path.display().to_string())?;
         if self.fsync == Fsync::Always {
             if let Some(mark) = watermark::read(&self.dir)? {
                 if Some(mark.inode) == inode && (good as u64) < mark.bytes {
@@ -303,11 +356,11 @@ impl Storage for FileStorage {
                 }
             }
         }
-        if good < buf.len() {
+        if good < end {
             tracing::warn!(
                 file = %log_path.display(),
                 offset = good,
-                dropped_bytes = buf.len() - good,
+                dropped_bytes = end - good,
                 "torn tail in the log (a crash mid-write): truncating it"
             );
             let f = OpenOptions::new()
@@ -335,9 +388,19 @@ impl Storage for FileStorage {
         }
         // Taken and given back, so the buffer keeps its capacity.
         let mut pending = std::mem::take(&mut self.pending);
-        let written = self.open_log()?.write_all(&pending);
+        let (at, alloc) = (self.log_len, self.log_alloc);
+        let end = at + pending.len() as u64;
+        let log = self.open_log()?;
+        let mut written = log.write_all_at(&pending, at);
+        // Past the zeros: a new stretch of them, synced with these frames
+        // (the one sync in `PREALLOCATE` bytes that writes the inode).
+        let grown = end.div_ceil(PREALLOCATE) * PREALLOCATE;
+        if written.is_ok() && end > alloc {
+            written = log.write_all_at(&vec![0; (grown - end) as usize], end);
+        }
         written.map_err(io_err(&self.log_path()))?;
-        self.log_len += pending.len() as u64;
+        self.log_len = end;
+        self.log_alloc = self.log_alloc.max(grown);
         pending.clear();
         self.pending = pending;
         Ok(())

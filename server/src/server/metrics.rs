@@ -119,7 +119,8 @@ pub struct Metrics {
     pub commit_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub ballot_round: AtomicU64,
-    /// Size of the log file, refreshed by the disk thread.
+    /// Bytes of frames in the log (not its preallocated zeros), kept by
+    /// the disk thread.
     pub log_bytes: AtomicU64,
     /// HTTP connections open now.
     pub connections_open: AtomicI64,
@@ -306,7 +307,7 @@ impl Metrics {
         gauge(
             &mut o,
             "synod_log_bytes",
-            "Size of the log file.",
+            "Bytes of records in the log file (its preallocated zeros not counted).",
             self.log_bytes.load(Relaxed).to_string(),
         );
         gauge(
