@@ -3,12 +3,13 @@
 //! HTTP handlers, the tick timer and admin hooks send [`Event`]s down one
 //! channel; this task feeds them to [`Replica::handle_into`] and, after
 //! each batch of events, ships what came out as one [`Group`](synod_node::durability::Group) to the disk
-//! thread, which persists it and then releases its messages and replies.
+//! side, which persists it and then releases its messages and replies (the
+//! disk thread, or this task itself when nothing is ahead of the group:
+//! see [`Inline`]).
 //! No lock guards protocol state: only this task touches the replica.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use synod_node::durability;
 
 use super::clock::NodeClock;
-use super::disk::{deliver, DiskCmd, Durable};
+use super::disk::{deliver, Durable, Group, Inline};
 use super::metrics::Metrics;
 use super::peers::Peers;
 
@@ -59,7 +60,7 @@ pub enum Event {
 pub struct StatusView {
     #[serde(flatten)]
     pub status: Status,
-    /// Size of the log file in bytes.
+    /// Bytes of records in the log file (not its preallocated zeros).
     pub log_bytes: u64,
     /// Running hash of everything applied: equal on replicas with equal
     /// applied prefixes.
@@ -75,7 +76,7 @@ pub struct StatusView {
 pub struct Driver {
     pub replica: Replica,
     pub clock: NodeClock,
-    pub disk: std_mpsc::Sender<DiskCmd>,
+    pub disk: Inline,
     pub metrics: Arc<Metrics>,
     peers: Peers,
     /// The disk thread's durable point: outputs it covers leave from here.
@@ -88,6 +89,8 @@ pub struct Driver {
     last_role: RoleName,
     last_leader: Option<NodeId>,
     last_ballot: Ballot,
+    /// Whether the last [`Driver::ship`] sent anything at once.
+    released_now: bool,
     /// Test-only (`--test-core-panic-after-ms`): panic this long after
     /// starting, to prove the process exits rather than lingers.
     pub panic_after: Option<Duration>,
@@ -97,7 +100,7 @@ impl Driver {
     pub fn new(
         replica: Replica,
         clock: NodeClock,
-        disk: std_mpsc::Sender<DiskCmd>,
+        disk: Inline,
         metrics: Arc<Metrics>,
         peers: Peers,
         durable: Durable,
@@ -116,6 +119,7 @@ impl Driver {
             last_role: s.role,
             last_leader: s.leader,
             last_ballot: s.ballot,
+            released_now: false,
             panic_after: None,
         }
     }
@@ -157,9 +161,23 @@ impl Driver {
                     self.replica.handle_into(Input::Tick { now }, &mut self.out);
                 }
             }
-            self.ship();
+            if let Some(group) = self.ship() {
+                if self.released_now {
+                    // Let the peer links and HTTP connections write what
+                    // just left before the disk thread wakes: woken first,
+                    // it can take this thread's core and hold a leader's
+                    // accepts (or a reply) back for the length of its own
+                    // wake-up. What waits in the group waits for the disk
+                    // anyway, and the leader's own fsync runs in parallel
+                    // with the followers' round trip.
+                    tokio::task::yield_now().await;
+                }
+                self.disk.hand_on(group);
+            }
         }
-        self.ship();
+        if let Some(group) = self.ship() {
+            self.disk.hand_on(group);
+        }
         tracing::info!("replica task stopped");
     }
 
@@ -209,17 +227,19 @@ impl Driver {
 
     /// Hands the outputs gathered since the last call on: what the disk
     /// thread's durable point already covers leaves from here at once (a
-    /// write's path loses a thread hop), the rest goes with the records to
-    /// the disk thread. The rule is `durability::split`'s, which the
-    /// simulation runs too.
-    fn ship(&mut self) {
+    /// write's path loses a thread hop), the rest comes back with the
+    /// records as the group for the disk thread. The rule is
+    /// `durability::split`'s, which the simulation runs too.
+    fn ship(&mut self) -> Option<Group> {
         self.observe();
+        self.released_now = false;
         self.metrics
             .slots_chosen
             .fetch_add(self.out.chosen.len() as u64, Relaxed);
         let waiters = &mut self.waiters;
         let peers = &self.peers;
-        let group = durability::split(
+        let released_now = &mut self.released_now;
+        durability::split(
             &mut self.out,
             self.durable.get(),
             |r| match waiters.remove(&r.id) {
@@ -229,15 +249,13 @@ impl Driver {
                     None
                 }
             },
-            |r, _| deliver(peers, r),
-        );
-        if let Some(group) = group {
-            if self.disk.send(DiskCmd::Group(group)).is_err() {
-                // The disk thread only stops after a fatal error, which exits.
-                tracing::error!("disk thread is gone; outputs dropped");
-            }
-        }
+            |r, _| {
+                *released_now = true;
+                deliver(peers, r)
+            },
+        )
     }
+
 
     /// Elections and leader changes, seen from outside the core.
     fn observe(&mut self) {

@@ -199,13 +199,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let (disk_tx, disk_rx) = std::sync::mpsc::channel();
     let durable = disk::Durable::default();
+    let work = Arc::new(std::sync::Mutex::new(disk::DiskWork::new(
+        synod_node::durability::Pipeline::new(storage, cfg.fsync),
+        cfg.fsync,
+        peers.clone(),
+        metrics.clone(),
+        durable.clone(),
+    )));
     let disk = disk::DiskThread {
-        pipeline: synod_node::durability::Pipeline::new(storage, cfg.fsync),
-        fsync: cfg.fsync,
-        peers: peers.clone(),
-        metrics: metrics.clone(),
-        durable: durable.clone(),
-        log_bytes_at: std::time::Instant::now(),
+        work: work.clone(),
         panic_at: args
             .test_disk_panic_after_ms
             .map(|ms| std::time::Instant::now() + Duration::from_millis(ms)),
@@ -219,7 +221,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut driver = driver::Driver::new(
         replica,
         clock,
-        disk_tx.clone(),
+        disk::Inline::new(work, disk_tx.clone()),
         metrics.clone(),
         peers,
         durable,
