@@ -166,6 +166,14 @@ pub struct Config {
     /// full wait for a slot to be chosen and then go out together, so a
     /// small window batches by itself under load (see `--pipeline`).
     pub pipeline: usize,
+    /// Thrifty phase 2 (with `learn=leader`): a new slot's accept goes to
+    /// just enough followers for a majority (those heard from last) and to
+    /// the followers whose clients' commands it carries; the others get
+    /// it only if it is still unchosen at the next heartbeat's re-send,
+    /// and learn chosen values by catching up. Fewer votes and fsyncs per
+    /// slot on a machine the nodes share (see `--thrifty`).
+    #[serde(default = "yes")]
+    pub thrifty: bool,
     pub heartbeat_ms: u64,
     /// Followers start an election after a random timeout in
     /// `[election_timeout_ms, 2 * election_timeout_ms]` without a heartbeat.
@@ -224,6 +232,10 @@ pub struct Config {
     pub bug_tpc_commit_on_majority: bool,
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl Config {
     /// The defaults of `docs/api.md` for node `id` in `members`.
     pub fn new(id: NodeId, members: Vec<NodeId>) -> Self {
@@ -237,6 +249,7 @@ impl Config {
             fsync: Fsync::Always,
             batch_size: 64,
             pipeline: 2,
+            thrifty: true,
             heartbeat_ms: 50,
             election_timeout_ms: 300,
             lease_drift_ms: 50,

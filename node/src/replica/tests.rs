@@ -74,6 +74,8 @@ fn a_commit_carried_by_new_accepts_is_not_announced_again() {
             let mut cfg = Config::new(id, members.clone());
             // One slot in flight: the second write waits for the first.
             cfg.pipeline = 1;
+            // Every accept goes to both followers.
+            cfg.thrifty = false;
             Replica::new(cfg, id, 0)
         })
         .collect();
@@ -164,10 +166,19 @@ fn a_commit_carried_by_new_accepts_is_not_announced_again() {
 /// Elects node 1 among three replicas with default settings (its
 /// election timer fires first).
 fn elected_cluster() -> Vec<Replica> {
+    elected_cluster_with(|_| {})
+}
+
+/// Elects node 1 among three replicas whose settings `tweak` changes.
+fn elected_cluster_with(tweak: impl Fn(&mut Config)) -> Vec<Replica> {
     let members = vec![1, 2, 3];
     let mut nodes: Vec<Replica> = members
         .iter()
-        .map(|&id| Replica::new(Config::new(id, members.clone()), id, 0))
+        .map(|&id| {
+            let mut cfg = Config::new(id, members.clone());
+            tweak(&mut cfg);
+            Replica::new(cfg, id, 0)
+        })
         .collect();
     let out = nodes[0].handle(Input::Tick { now: 10_000 });
     let election = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
@@ -189,7 +200,8 @@ fn numbered_write(id: RequestId, seq: u64) -> Input {
 
 #[test]
 fn a_new_commit_point_is_announced_at_once_to_the_followers_whose_clients_wait() {
-    let mut nodes = elected_cluster();
+    // Both followers get the accept, so either vote chooses it.
+    let mut nodes = elected_cluster_with(|c| c.thrifty = false);
     let out = nodes[1].handle(numbered_write(1, 1));
     let forward = out.send.into_iter().find(|o| o.to == 1).expect("forwarded");
     let out = nodes[0].handle(Input::Message {
@@ -299,4 +311,84 @@ fn a_numbered_command_forwarded_to_a_leader_that_lost_it_goes_to_the_next() {
             msgs(&out)
         );
     }
+}
+
+fn accepts_to(out: &Outputs) -> Vec<NodeId> {
+    out.messages()
+        .filter(|(_, m)| matches!(m, Message::Accept { .. }))
+        .map(|(to, _)| to)
+        .collect()
+}
+
+#[test]
+fn a_thrifty_leader_asks_one_follower_and_the_other_only_if_no_vote_comes_by_the_heartbeat() {
+    let mut nodes = elected_cluster();
+    let write = |id| {
+        Input::Client(ClientRequest {
+            id,
+            dedup: None,
+            op: KvOp::Write {
+                key: "t".into(),
+                value: Value::Int(id as i64),
+            },
+        })
+    };
+    // Both followers were heard from at the same moment: the lower id.
+    let out = nodes[0].handle(write(1));
+    assert_eq!(accepts_to(&out), vec![2], "{:?}", msgs(&out));
+    // Node 2 is silent. The heartbeat re-sends the unchosen slot to every
+    // follower that has not voted, and node 3's vote chooses it.
+    let out = nodes[0].handle(Input::Tick { now: 10_100 });
+    assert_eq!(accepts_to(&out), vec![2, 3], "{:?}", msgs(&out));
+    let to_3 = out
+        .send
+        .iter()
+        .filter(|o| o.to == 3)
+        .map(|o| (1, 3, o.msg.clone()))
+        .collect();
+    let replies = settle(&mut nodes, to_3);
+    assert_eq!(replies.len(), 1, "the write is answered");
+    // Node 3 answered last: the next slot goes to it alone.
+    let out = nodes[0].handle(write(2));
+    assert_eq!(accepts_to(&out), vec![3], "{:?}", msgs(&out));
+    let sent = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, sent);
+    // Node 2 never accepted either slot; it learns both by catching up
+    // once a heartbeat tells it the commit point.
+    assert_eq!(nodes[1].state().map.get("t"), None);
+    let out = nodes[0].handle(Input::Tick { now: 10_200 });
+    let sent = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, sent);
+    for n in &nodes {
+        assert_eq!(
+            n.state().map.get("t"),
+            Some(&Value::Int(2)),
+            "node {}",
+            n.id()
+        );
+    }
+}
+
+#[test]
+fn a_thrifty_accept_also_goes_to_the_follower_whose_client_waits() {
+    let mut nodes = elected_cluster();
+    let out = nodes[2].handle(numbered_write(1, 1));
+    let forward = out.send.into_iter().find(|o| o.to == 1).expect("forwarded");
+    let out = nodes[0].handle(Input::Message {
+        from: 3,
+        msg: forward.msg,
+    });
+    // Node 2 for the majority, node 3 because the command is its client's.
+    assert_eq!(accepts_to(&out), vec![2, 3], "{:?}", msgs(&out));
+}
+
+#[test]
+fn without_thrifty_every_follower_gets_every_accept() {
+    let mut nodes = elected_cluster_with(|c| c.thrifty = false);
+    let out = nodes[0].handle(Input::Client(ClientRequest {
+        id: 1,
+        dedup: None,
+        op: KvOp::Read { key: "t".into() },
+    }));
+    assert_eq!(accepts_to(&out), vec![2, 3], "{:?}", msgs(&out));
 }

@@ -134,6 +134,14 @@ pub struct Args {
     #[arg(long, env = "SYNOD_PIPELINE", default_value_t = 2)]
     pub pipeline: usize,
 
+    /// Thrifty phase 2 (with --learn leader): a new slot's accept goes at
+    /// once only to enough followers for a majority (those heard from
+    /// last) and to those whose clients' commands it carries; the others
+    /// get it at the next heartbeat if it is still unchosen, and catch up
+    /// on chosen values. false sends every accept to every follower.
+    #[arg(long, env = "SYNOD_THRIFTY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub thrifty: bool,
+
     /// Leader heartbeat interval, in milliseconds.
     #[arg(long, env = "SYNOD_HEARTBEAT_MS", default_value_t = 50)]
     pub heartbeat_ms: u64,
@@ -333,6 +341,7 @@ impl Args {
         cfg.unsafe_quorums = self.unsafe_quorums;
         cfg.batch_size = self.batch_size;
         cfg.pipeline = self.pipeline;
+        cfg.thrifty = self.thrifty;
         cfg.heartbeat_ms = self.heartbeat_ms;
         cfg.election_timeout_ms = self.election_timeout_ms;
         cfg.lease_drift_ms = self.lease_drift_ms;

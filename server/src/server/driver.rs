@@ -256,7 +256,6 @@ impl Driver {
         )
     }
 
-
     /// Elections and leader changes, seen from outside the core.
     fn observe(&mut self) {
         let s = self.replica.status();
