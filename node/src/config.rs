@@ -168,10 +168,11 @@ pub struct Config {
     pub pipeline: usize,
     /// Thrifty phase 2 (with `learn=leader`): a new slot's accept goes to
     /// just enough followers for a majority (those heard from last) and to
-    /// the followers whose clients' commands it carries; the others get
-    /// it only if it is still unchosen at the next heartbeat's re-send,
-    /// and learn chosen values by catching up. Fewer votes and fsyncs per
-    /// slot on a machine the nodes share (see `--thrifty`).
+    /// every follower with clients (it forwarded commands within the last
+    /// request deadline); the others get it only if it is still unchosen
+    /// at the next heartbeat's re-send, and learn chosen values by
+    /// catching up. Fewer votes and fsyncs per slot on a machine the
+    /// nodes share (see `--thrifty`).
     #[serde(default = "yes")]
     pub thrifty: bool,
     pub heartbeat_ms: u64,

@@ -673,7 +673,11 @@ impl Replica {
                 // else drops them. The origin sends its clients' numbered
                 // commands again when it hears the next leader
                 // (`reclaim_sent`) and answers the others `Indeterminate`.
-                Role::Leader(_) | Role::Candidate(_) => self.queue.extend(commands),
+                Role::Leader(ref mut l) => {
+                    l.forwarded_at.insert(from, self.now);
+                    self.queue.extend(commands);
+                }
+                Role::Candidate(_) => self.queue.extend(commands),
                 Role::Follower => {}
             },
             Message::CatchUp { from: slot } => self.on_catch_up(from, slot, out),

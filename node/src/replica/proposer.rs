@@ -72,6 +72,10 @@ pub(super) struct Leader {
     /// whose clients' commands it holds: they wait for the commit point to
     /// pass it to answer them (see `announce_commit`).
     pub(super) owed: BTreeMap<Slot, BTreeSet<NodeId>>,
+    /// Last time (own clock) each follower forwarded its clients'
+    /// commands: with `thrifty`, a follower with clients gets every
+    /// accept (see `thrifty_recipients`).
+    pub(super) forwarded_at: HashMap<NodeId, u64>,
 }
 
 impl Replica {
@@ -186,6 +190,7 @@ impl Replica {
             last_heartbeat: self.now,
             announced_commit: self.commit,
             owed: BTreeMap::new(),
+            forwarded_at: HashMap::new(),
         });
         self.leader = None;
         self.backoff_ms = 0;
@@ -271,13 +276,15 @@ impl Replica {
     /// With `thrifty` (and `learn=leader`): the followers a new slot's
     /// accept goes to at once. Enough of them for a phase 2 quorum with
     /// the leader's own vote, taking those heard from last (the ones that
-    /// answer; ties to the lower id), and every follower whose client's
-    /// command the slot carries (it answers that client once it learns
-    /// the slot, so it should hold the value rather than catch it up). A
-    /// follower left out gets the accept at the next heartbeat if the
-    /// slot is still unchosen (`retransmit`), so a silent pick costs at
-    /// most one heartbeat; and chosen values through catch-up. `None`:
-    /// every member.
+    /// answer; ties to the lower id), and every follower with clients:
+    /// one whose client's command the slot carries, or that forwarded
+    /// commands within the last request deadline. Such a follower answers
+    /// its clients once it has applied every slot up to theirs, so it
+    /// must hold every value rather than catch up on them (which waits
+    /// for a heartbeat). A follower left out gets the accept at the next
+    /// heartbeat if the slot is still unchosen (`retransmit`), so a
+    /// silent pick costs at most one heartbeat; and chosen values through
+    /// catch-up. `None`: every member.
     fn thrifty_recipients(&self, origins: BTreeSet<NodeId>) -> Option<BTreeSet<NodeId>> {
         let Role::Leader(l) = &self.role else {
             return None;
@@ -298,6 +305,13 @@ impl Replica {
         let need = self.cfg.phase2_quorum().saturating_sub(1);
         let mut to: BTreeSet<NodeId> = followers.into_iter().take(need).collect();
         to.extend(origins.into_iter().filter(|&n| n != me));
+        let recent = self.now.saturating_sub(self.cfg.request_timeout_ms);
+        to.extend(
+            l.forwarded_at
+                .iter()
+                .filter(|&(_, &at)| at >= recent)
+                .map(|(&n, _)| n),
+        );
         Some(to)
     }
 

@@ -370,7 +370,7 @@ fn a_thrifty_leader_asks_one_follower_and_the_other_only_if_no_vote_comes_by_the
 }
 
 #[test]
-fn a_thrifty_accept_also_goes_to_the_follower_whose_client_waits() {
+fn a_thrifty_leader_sends_every_accept_to_a_follower_with_clients() {
     let mut nodes = elected_cluster();
     let out = nodes[2].handle(numbered_write(1, 1));
     let forward = out.send.into_iter().find(|o| o.to == 1).expect("forwarded");
@@ -380,6 +380,31 @@ fn a_thrifty_accept_also_goes_to_the_follower_whose_client_waits() {
     });
     // Node 2 for the majority, node 3 because the command is its client's.
     assert_eq!(accepts_to(&out), vec![2, 3], "{:?}", msgs(&out));
+    let sent = out.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+    settle(&mut nodes, sent);
+    // A slot of the leader's own clients goes to node 3 as well: it must
+    // hold every slot below its next client's to answer it without
+    // catching up.
+    let out = nodes[0].handle(Input::Client(ClientRequest {
+        id: 9,
+        dedup: None,
+        op: KvOp::Read { key: "t".into() },
+    }));
+    assert_eq!(accepts_to(&out), vec![2, 3], "{:?}", msgs(&out));
+    // Once its clients have been quiet for a request deadline, it no
+    // longer does.
+    for now in (10_100..=11_100).step_by(100) {
+        let beat = nodes[0].handle(Input::Tick { now });
+        let sent = beat.send.into_iter().map(|o| (1, o.to, o.msg)).collect();
+        settle(&mut nodes, sent);
+    }
+    assert!(nodes[0].is_leader());
+    let out = nodes[0].handle(Input::Client(ClientRequest {
+        id: 10,
+        dedup: None,
+        op: KvOp::Read { key: "t".into() },
+    }));
+    assert_eq!(accepts_to(&out).len(), 1, "{:?}", msgs(&out));
 }
 
 #[test]

@@ -136,9 +136,10 @@ pub struct Args {
 
     /// Thrifty phase 2 (with --learn leader): a new slot's accept goes at
     /// once only to enough followers for a majority (those heard from
-    /// last) and to those whose clients' commands it carries; the others
-    /// get it at the next heartbeat if it is still unchosen, and catch up
-    /// on chosen values. false sends every accept to every follower.
+    /// last) and to every follower with clients (it forwarded commands in
+    /// the last request timeout); the others get it at the next heartbeat
+    /// if it is still unchosen, and catch up on chosen values. false sends
+    /// every accept to every follower.
     #[arg(long, env = "SYNOD_THRIFTY", default_value_t = true, action = clap::ArgAction::Set)]
     pub thrifty: bool,
 
