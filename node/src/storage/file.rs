@@ -388,6 +388,8 @@ impl Storage for FileStorage {
         }
         // Taken and given back, so the buffer keeps its capacity.
         let mut pending = std::mem::take(&mut self.pending);
+        // Opened first: opening reads where the frames end.
+        self.open_log()?;
         let (at, alloc) = (self.log_len, self.log_alloc);
         let end = at + pending.len() as u64;
         let log = self.open_log()?;

@@ -191,6 +191,7 @@ fn lock(work: &Mutex<DiskWork>) -> MutexGuard<'_, DiskWork> {
 /// every group sent before has been taken.
 pub struct Inline {
     work: Arc<Mutex<DiskWork>>,
+    fsync: Fsync,
     tx: Sender<DiskCmd>,
     /// Groups handed on so far (sent or taken here).
     sent: u64,
@@ -198,16 +199,24 @@ pub struct Inline {
 
 impl Inline {
     pub fn new(work: Arc<Mutex<DiskWork>>, tx: Sender<DiskCmd>) -> Self {
-        Inline { work, tx, sent: 0 }
+        let fsync = lock(&work).fsync;
+        Inline {
+            work,
+            fsync,
+            tx,
+            sent: 0,
+        }
     }
 
     /// Hands a group on: taken here if outputs wait for it, it compacts
     /// nothing (a compaction writes a snapshot: the disk thread's work),
-    /// the disk thread is not busy and has taken all sent before;
-    /// otherwise sent to the disk thread.
+    /// records are synced (`--fsync never` keeps them in the process for
+    /// [`WRITEBACK`], which only the disk thread does), and the disk
+    /// thread is not busy and has taken all sent before; otherwise sent
+    /// to the disk thread.
     pub fn hand_on(&mut self, group: Group) {
         self.sent += 1;
-        if !group.held.is_empty() && group.compact.is_none() {
+        if !group.held.is_empty() && group.compact.is_none() && self.fsync == Fsync::Always {
             if let Ok(mut w) = self.work.try_lock() {
                 if w.taken + 1 == self.sent {
                     w.take(std::iter::once(group));
@@ -336,15 +345,19 @@ mod tests {
     /// what the replica task hands on either is taken at once or waits in
     /// the returned channel.
     fn setup(name: &str) -> (Arc<Mutex<DiskWork>>, Inline, Receiver<DiskCmd>) {
+        setup_with(name, Fsync::Always)
+    }
+
+    fn setup_with(name: &str, fsync: Fsync) -> (Arc<Mutex<DiskWork>>, Inline, Receiver<DiskCmd>) {
         let dir = std::env::temp_dir().join(format!("synod-disk-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut storage = FileStorage::open(&dir, Fsync::Always).unwrap();
+        let mut storage = FileStorage::open(&dir, fsync).unwrap();
         synod_node::Storage::load(&mut storage).unwrap();
         let metrics = Arc::new(Metrics::new());
         let peers = Peers::start(1, "c", &BTreeMap::new(), "t", metrics.clone()).unwrap();
         let work = Arc::new(Mutex::new(DiskWork::new(
-            Pipeline::new(storage, Fsync::Always),
-            Fsync::Always,
+            Pipeline::new(storage, fsync),
+            fsync,
             peers,
             metrics,
             Durable::default(),
@@ -431,6 +444,17 @@ mod tests {
         let (tx, _reply) = oneshot::channel();
         inline.hand_on(group(0, 1, Some(tx)));
         drop(held);
+        assert!(matches!(rx.try_recv(), Ok(DiskCmd::Group(_))));
+        assert_eq!(lock(&work).pipeline.appended(), 0);
+    }
+
+    /// `--fsync never` keeps records in the process for `WRITEBACK`: only
+    /// the disk thread does that, so every group goes to it.
+    #[test]
+    fn with_fsync_never_every_group_goes_to_the_disk_thread() {
+        let (work, mut inline, rx) = setup_with("never", Fsync::Never);
+        let (tx, _reply) = oneshot::channel();
+        inline.hand_on(group(0, 1, Some(tx)));
         assert!(matches!(rx.try_recv(), Ok(DiskCmd::Group(_))));
         assert_eq!(lock(&work).pipeline.appended(), 0);
     }
