@@ -157,6 +157,64 @@ fn a_crash_at_every_byte_offset_recovers_a_consistent_prefix() {
     }
 }
 
+/// A power loss during a write over the preallocated zeros can keep some
+/// of its sectors and lose others, which stay zero: a hole anywhere in
+/// the unsynced tail is a torn write, and recovery keeps every whole
+/// record before it.
+#[test]
+fn a_write_that_lost_a_sector_is_a_torn_tail() {
+    let recs = records();
+    let (bytes, ends) = written_log(&recs);
+    for hole_at in 0..bytes.len() {
+        let mut image = bytes.clone();
+        let stop = (hole_at + 512).min(image.len());
+        image[hole_at..stop].fill(0);
+        // A later sector of the same write did land.
+        image.extend_from_slice(&bytes[ends[0]..]);
+        image.resize(image.len() + 4096, 0);
+        let dir = temp_dir("hole");
+        fs::write(dir.join("log"), &image).unwrap();
+        let mut s = FileStorage::open(&dir, Fsync::Always).unwrap();
+        let got = s
+            .load()
+            .unwrap_or_else(|e| panic!("hole at {hole_at}: recovery failed: {e}"));
+        let whole = ends.iter().filter(|&&e| e <= hole_at).count();
+        assert_eq!(got.records, recs[..whole], "hole at {hole_at}");
+        let good = if whole == 0 { 0 } else { ends[whole - 1] };
+        assert_eq!(s.log_len() as usize, good, "hole at {hole_at}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// The same hole inside what the sync mark vouches for is damage: the
+/// node refuses to start rather than drop synced records.
+#[test]
+fn a_hole_in_synced_records_refuses_to_start() {
+    let dir = temp_dir("synced-hole");
+    let mut s = FileStorage::open(&dir, Fsync::Always).unwrap();
+    s.load().unwrap();
+    for i in 0..50 {
+        s.append(&[Record::Promise {
+            ballot: Ballot::new(i + 1, 1),
+        }])
+        .unwrap();
+        s.sync().unwrap();
+    }
+    s.mark_synced().unwrap();
+    let len = s.log_len() as usize;
+    drop(s);
+    let log = dir.join("log");
+    let mut bytes = fs::read(&log).unwrap();
+    bytes[len / 2..len / 2 + 512].fill(0);
+    fs::write(&log, &bytes).unwrap();
+    let mut s = FileStorage::open(&dir, Fsync::Always).unwrap();
+    match s.load() {
+        Err(StorageError::Truncated { durable, .. }) => assert_eq!(durable as usize, len),
+        other => panic!("a hole at {} of {len}: {other:?}", len / 2),
+    }
+    assert_eq!(fs::read(&log).unwrap(), bytes, "nothing was cut");
+}
+
 #[test]
 fn a_flipped_byte_in_the_middle_refuses_to_start_naming_file_and_offset() {
     let recs = records();

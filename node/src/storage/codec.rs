@@ -5,9 +5,15 @@
 //! ```
 //!
 //! The header has its own CRC so a damaged length is told apart from a
-//! torn tail: a crash truncates a file, it never flips bits, so a complete
-//! header that fails its CRC is corruption, while a file that ends inside
-//! a frame is a torn write.
+//! torn tail. A crash never flips bits: it cuts a file short, or, where
+//! the write in flight overwrote zeros (the log is preallocated), loses
+//! some of its sectors and leaves zeros there. So a file that ends inside
+//! a frame is a torn write, and so is a frame that fails a CRC and holds
+//! such a hole: a zero word in its header (a complete header has none but
+//! by a 1 in 2^32 chance) or a zero byte in its payload (JSON has none).
+//! Any other frame that fails a CRC is corruption. Recovery still refuses
+//! a torn write before the log's sync mark (`super::watermark`): a hole
+//! in what was synced is damage.
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -48,6 +54,9 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8], at: usize) -> Frame<T> {
     let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
     let (len, len_crc, payload_crc) = (word(0), word(4), word(8));
     if crc32fast::hash(&rest[0..4]) != len_crc {
+        if [len, len_crc, payload_crc].contains(&0) {
+            return Frame::Torn;
+        }
         return Frame::Damaged("header checksum mismatch".into());
     }
     if len > MAX_FRAME {
@@ -59,6 +68,9 @@ pub fn decode<T: DeserializeOwned>(buf: &[u8], at: usize) -> Frame<T> {
     }
     let payload = &rest[HEADER..end];
     if crc32fast::hash(payload) != payload_crc {
+        if payload.contains(&0) {
+            return Frame::Torn;
+        }
         return Frame::Damaged("payload checksum mismatch".into());
     }
     match serde_json::from_slice(payload) {

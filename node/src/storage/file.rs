@@ -12,7 +12,9 @@
 //! directory"). Its logical end is where the zero tail starts: a frame
 //! never ends in a zero byte (its payload is JSON) and never begins with
 //! twelve (its header has a checksum), so the last non-zero byte ends the
-//! last frame, or a torn one. Snapshots and compacted logs
+//! last frame, or a torn write. A torn write over zeros may also have
+//! lost a sector in its middle; the codec tells that hole from damage
+//! ([`codec`]). Snapshots and compacted logs
 //! are written to a temporary file, fsynced, renamed over the old one, and
 //! the directory fsynced, so a crash leaves the old or the new file whole.
 //! A sync mark ([`super::watermark`]) lets recovery tell a torn last write
@@ -320,7 +322,9 @@ impl Storage for FileStorage {
                     return Err(StorageError::Corrupt {
                         file: snap_path.display().to_string(),
                         offset: 0,
-                        reason: "snapshot is shorter than its header says".into(),
+                        reason: "snapshot is incomplete (shorter than its header says, or \
+                                 with a hole of zeros)"
+                            .into(),
                     })
                 }
                 Frame::Damaged(reason) => {

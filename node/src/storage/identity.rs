@@ -61,7 +61,9 @@ pub fn read(dir: &Path) -> Result<Option<Identity>, StorageError> {
         Frame::Good(id, end) if end == buf.len() => Ok(Some(id)),
         Frame::Good(..) => Err(corrupt("trailing bytes after the identity".into())),
         // Written by an atomic rename: a short file is damage, not a tear.
-        Frame::Torn => Err(corrupt("shorter than its header says".into())),
+        Frame::Torn => Err(corrupt(
+            "incomplete (shorter than its header says, or with a hole of zeros)".into(),
+        )),
         Frame::Damaged(reason) => Err(corrupt(reason)),
     }
 }
