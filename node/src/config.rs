@@ -167,7 +167,8 @@ pub struct Config {
     /// small window batches by itself under load (see `--pipeline`).
     pub pipeline: usize,
     /// Thrifty phase 2 (with `learn=leader`): a new slot's accept goes to
-    /// just enough followers for a majority (those heard from last) and to
+    /// just enough followers for a phase 2 quorum (those whose votes last
+    /// completed one, then those heard from last) and to
     /// every follower with clients (it forwarded commands within the last
     /// request deadline); the others get it only if it is still unchosen
     /// at the next heartbeat's re-send, and learn chosen values by

@@ -44,6 +44,11 @@ impl Replica {
                 if let Some(f) = l.in_flight.get_mut(&slot) {
                     f.votes.insert(from);
                     if f.votes.len() >= quorum {
+                        let me = self.cfg.id;
+                        for &v in f.votes.iter().filter(|&&v| v != me) {
+                            l.decided.insert(v, l.decisions);
+                        }
+                        l.decisions += 1;
                         let f = l.in_flight.remove(&slot).expect("present just above");
                         self.choose(slot, f.entry, out);
                         return;

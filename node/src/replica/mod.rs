@@ -29,7 +29,7 @@
 //! `pipeline` slots are in flight at once, each carrying a batch of up to
 //! `batch_size` client commands. A stable leader skips phase 1 for every
 //! later slot: its one prepare covered them all. With `thrifty` (and
-//! `learn=leader`) a new slot's accept goes at once only to a majority's
+//! `learn=leader`) a new slot's accept goes at once only to a quorum's
 //! worth of followers and to every follower with clients; the others
 //! hear it at the heartbeat's re-send if it is still unchosen.
 //!

@@ -76,6 +76,11 @@ pub(super) struct Leader {
     /// commands: with `thrifty`, a follower with clients gets every
     /// accept (see `thrifty_recipients`).
     pub(super) forwarded_at: HashMap<NodeId, u64>,
+    /// Per follower, the number of the last choice its vote made (votes
+    /// that complete a quorum, counted in `decisions`): the followers
+    /// that answer first, which thrifty asks.
+    pub(super) decided: HashMap<NodeId, u64>,
+    pub(super) decisions: u64,
 }
 
 impl Replica {
@@ -184,13 +189,16 @@ impl Replica {
             recover_next: start,
             reports: c.reports,
             in_flight: BTreeMap::new(),
-            last_heard_from: HashMap::new(),
+            // The promisers answered just now.
+            last_heard_from: c.promised_by.iter().map(|&n| (n, self.now)).collect(),
             acked_sent_at: HashMap::new(),
             elected_at: self.now,
             last_heartbeat: self.now,
             announced_commit: self.commit,
             owed: BTreeMap::new(),
             forwarded_at: HashMap::new(),
+            decided: HashMap::new(),
+            decisions: 0,
         });
         self.leader = None;
         self.backoff_ms = 0;
@@ -275,8 +283,11 @@ impl Replica {
 
     /// With `thrifty` (and `learn=leader`): the followers a new slot's
     /// accept goes to at once. Enough of them for a phase 2 quorum with
-    /// the leader's own vote, taking those heard from last (the ones that
-    /// answer; ties to the lower id), and every follower with clients:
+    /// the leader's own vote, taking those whose votes last completed a
+    /// quorum (the ones that answer first; a follower asked only at the
+    /// heartbeat's re-send takes over when it beats the one asked), then
+    /// those heard from last, ties to the lower id; and every follower
+    /// with clients:
     /// one whose client's command the slot carries, or that forwarded
     /// commands within the last request deadline. Such a follower answers
     /// its clients once it has applied every slot up to theirs, so it
@@ -300,8 +311,13 @@ impl Replica {
             .copied()
             .filter(|&m| m != me)
             .collect();
+        let decided = |n: &NodeId| l.decided.get(n).copied();
         let heard = |n: &NodeId| l.last_heard_from.get(n).copied().unwrap_or(0);
-        followers.sort_by(|a, b| heard(b).cmp(&heard(a)).then(a.cmp(b)));
+        followers.sort_by(|a, b| {
+            (decided(b), heard(b))
+                .cmp(&(decided(a), heard(a)))
+                .then(a.cmp(b))
+        });
         let need = self.cfg.phase2_quorum().saturating_sub(1);
         let mut to: BTreeSet<NodeId> = followers.into_iter().take(need).collect();
         to.extend(origins.into_iter().filter(|&n| n != me));

@@ -135,8 +135,8 @@ pub struct Args {
     pub pipeline: usize,
 
     /// Thrifty phase 2 (with --learn leader): a new slot's accept goes at
-    /// once only to enough followers for a majority (those heard from
-    /// last) and to every follower with clients (it forwarded commands in
+    /// once only to enough followers for a phase 2 quorum (those whose
+    /// votes last completed one) and to every follower with clients (it forwarded commands in
     /// the last request timeout); the others get it at the next heartbeat
     /// if it is still unchosen, and catch up on chosen values. false sends
     /// every accept to every follower.
