@@ -11,21 +11,23 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{lock, pick_port, LocalBackend, LocalNode};
+use super::{lock, pick_port, LocalBackend, LocalNode, PortHold};
 use crate::backend::{Backend, NodeName};
 use crate::error::{NemesisError, Result};
 use crate::etcd;
 use crate::member_proxy::MemberProxy;
 
-/// A peer port for every member and the [`MemberProxy`] in front of it.
+/// A peer port for every member, held until the member starts, and the
+/// [`MemberProxy`] in front of it.
 pub(super) async fn start_member_proxies(
     ids: &[NodeName],
-) -> Result<(Vec<u16>, BTreeMap<NodeName, MemberProxy>)> {
+) -> Result<(Vec<PortHold>, BTreeMap<NodeName, MemberProxy>)> {
     let mut peer_ports = Vec::new();
     let mut members = BTreeMap::new();
     for &id in ids {
-        let port = pick_port(None, 0)?;
-        peer_ports.push(port);
+        let hold = pick_port(None, 0)?;
+        let port = hold.port;
+        peer_ports.push(hold);
         let proxy = MemberProxy::start(id, SocketAddr::from(([127, 0, 0, 1], port)))
             .await
             .map_err(|e| NemesisError::io(format!("cannot start the member proxy of {id}"), e))?;

@@ -55,7 +55,7 @@ use crate::proxy::LinkProxy;
 mod etcd;
 mod process;
 
-use process::pick_port;
+use process::{pick_port, PortHold};
 
 pub use crate::etcd::{find_etcd_binary, ETCD_BIN_ENV};
 
@@ -163,6 +163,9 @@ struct LocalNode {
     clock_file: PathBuf,
     /// The full command line after the binary, the same on every restart.
     args: Vec<String>,
+    /// The ports the node listens on, held from the pick to its first
+    /// start.
+    ports: Mutex<Vec<PortHold>>,
     proc: Mutex<Proc>,
 }
 
@@ -197,10 +200,12 @@ impl LocalBackend {
     pub async fn new(config: LocalConfig) -> Result<LocalBackend> {
         let n = config.nodes;
         let ids: Vec<NodeName> = (1..=n).map(NodeName).collect();
-        let mut ports = Vec::new();
+        // Held until each node's first start (see `PortHold`).
+        let mut holds = Vec::new();
         for (k, _) in ids.iter().enumerate() {
-            ports.push(pick_port(config.base_port, k as u16)?);
+            holds.push(pick_port(config.base_port, k as u16)?);
         }
+        let ports: Vec<u16> = holds.iter().map(|h| h.port).collect();
         let etcd = config.program == Program::Etcd;
         let bin = match config.node_bin.clone() {
             Some(p) if p.is_file() => p,
@@ -210,11 +215,17 @@ impl LocalBackend {
             None => find_node_binary()?,
         };
         // etcd also needs a peer port per member, behind its proxy.
-        let (peer_ports, members) = if etcd {
+        let (peer_holds, members) = if etcd {
             etcd::start_member_proxies(&ids).await?
         } else {
             (Vec::new(), BTreeMap::new())
         };
+        let peer_ports: Vec<u16> = peer_holds.iter().map(|h| h.port).collect();
+        let mut holds: Vec<Vec<PortHold>> = holds.into_iter().map(|h| vec![h]).collect();
+        for (k, h) in peer_holds.into_iter().enumerate() {
+            holds[k].push(h);
+        }
+        let mut holds = holds.into_iter();
         let nodes_dir = config.dir.join("nodes");
         let listen: Vec<SocketAddr> = ports
             .iter()
@@ -289,6 +300,7 @@ impl LocalBackend {
                 log_path,
                 clock_file: nodes_dir.join(id.to_string()).join("faketime"),
                 args,
+                ports: Mutex::new(holds.next().unwrap_or_default()),
                 proc: Mutex::new(Proc {
                     child: None,
                     paused: false,
@@ -528,5 +540,79 @@ impl Backend for LocalBackend {
         drop(members);
         // The nodes are dead: nothing holds the mounts.
         self.disks.unmount_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn in_use(port: u16) -> bool {
+        matches!(
+            TcpListener::bind(("127.0.0.1", port)),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse
+        )
+    }
+
+    #[test]
+    fn a_picked_port_is_held_until_released() {
+        let mut a = pick_port(None, 0).unwrap();
+        assert!(in_use(a.port), "a picked port is still bound");
+        // The next pick cannot be handed the same port.
+        let b = pick_port(None, 0).unwrap();
+        assert_ne!(a.port, b.port);
+        a.release();
+        assert!(!in_use(a.port), "released for the node to bind");
+        a.release();
+        // With a base port, the port the user named is held the same way,
+        // and a second pick of it is refused as in use.
+        let c = pick_port(Some(b.port), 0);
+        assert!(matches!(c, Err(NemesisError::PortInUse { port }) if port == b.port));
+    }
+
+    /// The nodes' ports stay bound while the link proxies (which bind
+    /// ephemeral ports of their own) start, and are freed only as each
+    /// node is spawned; before this, a proxy or the next pick could be
+    /// handed a node's port and the node failed to start.
+    #[tokio::test]
+    async fn a_clusters_ports_are_held_from_the_pick_to_the_start() {
+        let dir = std::env::temp_dir().join(format!("synod-port-hold-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let backend = LocalBackend::new(LocalConfig {
+            program: Program::Synod,
+            nodes: 3,
+            // Any program passes the binary check; `true` exits at once.
+            node_bin: Some(PathBuf::from("/bin/true")),
+            dir: dir.clone(),
+            token: "port-hold-test".into(),
+            node_args: Vec::new(),
+            base_port: None,
+            ready_timeout: Duration::from_secs(1),
+            disk: Disk::Plain,
+            clock: Clock::Admin,
+        })
+        .await
+        .unwrap();
+        let ports: Vec<u16> = backend.nodes.iter().map(|n| n.listen.port()).collect();
+        for &p in &ports {
+            assert!(in_use(p), "node port {p} is held before the start");
+        }
+        let proxies: Vec<u16> = lock(&backend.links)
+            .values()
+            .map(|l| l.listen_addr().port())
+            .collect();
+        assert_eq!(proxies.len(), 6);
+        assert!(proxies.iter().all(|p| !ports.contains(p)));
+        // The "node" is `true`: what matters is that spawning frees the
+        // port.
+        for n in &backend.nodes {
+            backend.spawn(n).unwrap();
+        }
+        for &p in &ports {
+            assert!(!in_use(p), "node port {p} is free for the node to bind");
+        }
+        backend.teardown().await;
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -68,6 +68,10 @@ impl LocalBackend {
                 Ok(())
             });
         }
+        // The node binds its ports as it starts; until now they were held.
+        for hold in lock(&node.ports).iter_mut() {
+            hold.release();
+        }
         let child = cmd.spawn().map_err(|source| NemesisError::Spawn {
             node: node.id,
             bin: self.bin.clone(),
@@ -180,11 +184,30 @@ impl LocalBackend {
     }
 }
 
-/// Returns a port to listen on: `base + k` if it is free, else a free
-/// ephemeral one. A port we pick is released before the node binds it;
-/// another process could grab it in between, which `start` then reports.
-pub(super) fn pick_port(base: Option<u16>, k: u16) -> Result<u16> {
-    match base {
+/// A port picked for a node, held bound until the node's first start.
+///
+/// A free port picked and released at once could go to the next pick, to
+/// a link proxy's listener or to a client's connection before the node
+/// binds it, and the node would fail to start. Held, the port is ours
+/// until [`PortHold::release`], right before the node's process is
+/// spawned.
+pub(super) struct PortHold {
+    pub port: u16,
+    listener: Option<TcpListener>,
+}
+
+impl PortHold {
+    /// Frees the port for the node about to bind it. Later calls do
+    /// nothing: a restarted node binds the port it had.
+    pub fn release(&mut self) {
+        self.listener = None;
+    }
+}
+
+/// Picks a port to listen on, `base + k` if it is free, else a free
+/// ephemeral one, and holds it (see [`PortHold`]).
+pub(super) fn pick_port(base: Option<u16>, k: u16) -> Result<PortHold> {
+    let listener = match base {
         Some(base) => {
             let port = base.checked_add(k).ok_or_else(|| {
                 NemesisError::io(
@@ -193,21 +216,24 @@ pub(super) fn pick_port(base: Option<u16>, k: u16) -> Result<u16> {
                 )
             })?;
             match TcpListener::bind(("127.0.0.1", port)) {
-                Ok(_) => Ok(port),
+                Ok(l) => l,
                 Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                    Err(NemesisError::PortInUse { port })
+                    return Err(NemesisError::PortInUse { port })
                 }
-                Err(e) => Err(NemesisError::io(format!("cannot bind 127.0.0.1:{port}"), e)),
+                Err(e) => return Err(NemesisError::io(format!("cannot bind 127.0.0.1:{port}"), e)),
             }
         }
-        None => {
-            let l = TcpListener::bind(("127.0.0.1", 0))
-                .map_err(|e| NemesisError::io("cannot find a free port", e))?;
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| NemesisError::io("cannot find a free port", e))
-        }
-    }
+        None => TcpListener::bind(("127.0.0.1", 0))
+            .map_err(|e| NemesisError::io("cannot find a free port", e))?,
+    };
+    let port = listener
+        .local_addr()
+        .map_err(|e| NemesisError::io("cannot find a free port", e))?
+        .port();
+    Ok(PortHold {
+        port,
+        listener: Some(listener),
+    })
 }
 
 /// The last lines of a node's log, to put in an error message.

@@ -162,6 +162,11 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
             result.exit,
             result.wall_seconds
         );
+        // A run that could not be judged says why at once, not only in
+        // summary.json: a nightly's log is often all a reader has.
+        if let (3, Some(why)) = (result.status(), &result.error) {
+            eprintln!("    {}", why.replace('\n', "\n    "));
+        }
         results.push(result);
     }
     let points: Vec<super::trends::TrendPoint> = results

@@ -256,6 +256,14 @@ pub fn table(results: &[RunResult]) -> String {
             );
         }
     }
+    let errors: Vec<&RunResult> = results.iter().filter(|r| r.status() == 3).collect();
+    if !errors.is_empty() {
+        s += "runs that could not be judged:\n";
+        for r in errors {
+            let why = r.explanation().unwrap_or_else(|| "no reason given".into());
+            s += &format!("  {}: {}\n", r.name, why.replace('\n', "\n    "));
+        }
+    }
     s
 }
 
@@ -603,6 +611,13 @@ mod tests {
         assert_eq!(xml.matches("peer_messages_per_op").count(), 1, "{xml}");
         let t = table(&results);
         assert!(t.contains("s-broken  error"), "{t}");
+        // An error says why in the table, not only in summary.json.
+        assert!(
+            t.contains(
+                "runs that could not be judged:\n  s-broken: the run failed: no <synod-node>\n"
+            ),
+            "{t}"
+        );
         assert!(t.lines().next().unwrap().ends_with("peer msgs/op"), "{t}");
         let row = |name: &str| t.lines().find(|l| l.starts_with(name)).unwrap().to_string();
         assert!(row("s-bad").trim_end().ends_with("2.50"), "{t}");
