@@ -164,7 +164,7 @@ pub fn run(args: SuiteArgs) -> anyhow::Result<ExitCode> {
         );
         // A run that could not be judged says why at once, not only in
         // summary.json: a nightly's log is often all a reader has.
-        if let (3, Some(why)) = (result.status(), &result.error) {
+        if let (3, Some(why)) = (outputs::severity(result.status()), &result.error) {
             eprintln!("    {}", why.replace('\n', "\n    "));
         }
         results.push(result);

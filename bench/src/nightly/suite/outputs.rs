@@ -256,7 +256,10 @@ pub fn table(results: &[RunResult]) -> String {
             );
         }
     }
-    let errors: Vec<&RunResult> = results.iter().filter(|r| r.status() == 3).collect();
+    let errors: Vec<&RunResult> = results
+        .iter()
+        .filter(|r| severity(r.status()) == 3)
+        .collect();
     if !errors.is_empty() {
         s += "runs that could not be judged:\n";
         for r in errors {
@@ -624,5 +627,36 @@ mod tests {
         // Not available is said, not shown as 0.
         assert!(row("s-etcd").trim_end().ends_with("n/a"), "{t}");
         std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap()).ok();
+    }
+
+    /// A run that died (a panic exits 101) is an error like exit 3 and is
+    /// listed with its reason; a judged run is not.
+    #[test]
+    fn a_run_that_died_is_listed_with_its_reason() {
+        let run = |name: &str, exit: u8, error: Option<&str>| RunResult {
+            name: name.into(),
+            args: vec![],
+            expect: Expect::Valid,
+            exit,
+            wall_seconds: 0.1,
+            log: format!("{name}.log").into(),
+            figures: None,
+            error: error.map(String::from),
+            expect_downtime: None,
+            downtime_breach: None,
+        };
+        let t = table(&[
+            run(
+                "s-died",
+                101,
+                Some("the run failed (exit 101) without saying why"),
+            ),
+            run("s-unknown", 2, None),
+        ]);
+        assert!(
+            t.contains("runs that could not be judged:\n  s-died: the run failed (exit 101)"),
+            "{t}"
+        );
+        assert!(!t.contains("  s-unknown:"), "{t}");
     }
 }

@@ -85,9 +85,10 @@ pub fn run_one(exe: &Path, store: &Path, out: &Path, r: &PlannedRun) -> RunResul
             r.deadline.as_secs_f64(),
             log.display()
         ))
-    } else if exit == EXIT_ERROR {
+    } else if !matches!(exit, 0..=2) {
         // The runner leaves the reason in its results.json (see
-        // `run::run_async`); without one it died before it could.
+        // `run::run_async`); without one it died before it could (a
+        // panic exits 101).
         Some(
             figures
                 .as_ref()
